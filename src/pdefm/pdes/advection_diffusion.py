@@ -63,7 +63,16 @@ class AdvectionDiffusion(PDEFamily):
         "velocity_y",
     )
     coefficient_names: ClassVar[tuple[str, ...]] = (
-        "psi", "e", "theta", "phi", "k11", "k22", "k12", "vx", "vy", "l"
+        "psi",
+        "e",
+        "theta",
+        "phi",
+        "k11",
+        "k22",
+        "k12",
+        "vx",
+        "vy",
+        "l",
     )
     default_range: ClassVar[tuple[float, float]] = (0.2, 1.0)
 
@@ -128,7 +137,13 @@ class AdvectionDiffusion(PDEFamily):
         d = 1 - coeffs["l"]
         l = coeffs["l"]  # noqa: E741
         return torch.stack(
-            [d * coeffs["k11"], d * coeffs["k22"], d * coeffs["k12"], l * coeffs["vx"], l * coeffs["vy"]],
+            [
+                d * coeffs["k11"],
+                d * coeffs["k22"],
+                d * coeffs["k12"],
+                l * coeffs["vx"],
+                l * coeffs["vy"],
+            ],
             dim=1,
         )
 
@@ -164,8 +179,9 @@ def _solve_increasing(weight: torch.Tensor, log_t: torch.Tensor, target: torch.T
         lo = torch.where(g < 0, s, lo)
         hi = torch.where(g > 0, s, hi)
         if ((hi - lo < 1e-9) & (g < 0) & (hi >= _LOG_RHO_BRACKET[1])).any():
-            raise ValueError("an advection-diffusion ratio is out of reach of a source; "
-                             "lower the range")
+            raise ValueError(
+                "an advection-diffusion ratio is out of reach of a source; lower the range"
+            )
         step = s - g / df
         bad = ~((step > lo) & (step < hi))  # also catches NaN
         s = torch.where(bad, 0.5 * (lo + hi), step)

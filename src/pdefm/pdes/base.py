@@ -87,9 +87,7 @@ class PDEFamily(ABC):
         return torch.ones(u.shape[0], dtype=torch.bool)
 
     # -- solve and residual ----------------------------------------------------------------
-    def solve_spectral(
-        self, f_hat: torch.Tensor, coeffs: Coefficients, grid: Grid
-    ) -> torch.Tensor:
+    def solve_spectral(self, f_hat: torch.Tensor, coeffs: Coefficients, grid: Grid) -> torch.Tensor:
         """u_hat = f_hat / sigma. Where sigma(0) = 0 (no zeroth-order term) the mean of f is
         outside the range of L; the solve then returns the zero-mean solution of
         L u = f - mean(f)."""
@@ -140,6 +138,4 @@ def diffusion_symbol(
     """q(k) = k^T K k, the symbol of -div(K grad .), shape (B, n, n//2+1)."""
     kx, ky = grid.kx, grid.ky
     b = (-1, 1, 1)
-    return (
-        k11.reshape(b) * kx**2 + 2 * k12.reshape(b) * kx * ky + k22.reshape(b) * ky**2
-    )
+    return k11.reshape(b) * kx**2 + 2 * k12.reshape(b) * kx * ky + k22.reshape(b) * ky**2
