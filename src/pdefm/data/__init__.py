@@ -1,0 +1,1 @@
+"""Datasets: generation specs, on-disk generation, cards, readers."""

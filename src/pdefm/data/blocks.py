@@ -1,0 +1,110 @@
+"""Generating one block of samples in memory (float64): sources, parameters, solutions.
+
+A block is the unit of randomness and of writing: block b of a split holds samples
+[b * block_size, (b + 1) * block_size) and draws from its own generator, so it can be produced
+alone, in any order, and always comes out the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pdefm.data.spec import GenerationSpec
+from pdefm.pdes import Coefficients, Grid, PDEFamily
+
+MAX_REDRAWS = 2000  # rounds of source redraws for rejected samples before giving up
+
+
+class UnsampleableError(RuntimeError):
+    """Some parameter values had no accepted source after MAX_REDRAWS redraws."""
+
+    def __init__(self, values: list[float]):
+        super().__init__(f"no accepted source for parameter values {values}")
+        self.values = values
+
+
+@dataclass
+class Block:
+    """One block of generated samples; fields are float64 tensors with leading size B."""
+
+    source: torch.Tensor  # (B, n, n)
+    solution: torch.Tensor  # (B, n, n)
+    solution_hat: torch.Tensor  # (B, n, n//2+1) complex
+    parameter: torch.Tensor  # (B,) the declared parameter
+    coefficients: Coefficients  # name -> (B,)
+    channels: torch.Tensor  # (B, C) constant coefficient channels
+    sparsity: torch.Tensor  # (B,) inactive probability vf of each source
+    attempts: torch.Tensor  # (B,) int64: sources drawn until accepted (1 = first)
+
+
+def _solve_batch(
+    spec: GenerationSpec, pde: PDEFamily, grid: Grid, gen: torch.Generator,
+    parameter: torch.Tensor, sparsity: torch.Tensor,
+) -> tuple[torch.Tensor, Coefficients, torch.Tensor, torch.Tensor]:
+    """Draw sources for the given parameters and solve: returns f, coeffs, u_hat, u."""
+    f = spec.source.sample(gen, sparsity, grid, pde.remove_mean)
+    f_hat = torch.fft.rfft2(f)
+    coeffs = pde.sample_coefficients(gen, parameter, f_hat, grid)
+    u_hat = pde.solve_spectral(f_hat, coeffs, grid)
+    return f, coeffs, u_hat, torch.fft.irfft2(u_hat, s=grid.shape)
+
+
+def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
+    """Generate block ``block`` of ``split`` (see the module docstring).
+
+    Samples whose solution the family rejects keep their parameter and sparsity level and get
+    a fresh source, so the declared parameter law is honoured exactly.
+    """
+    pde, grid = spec.pde(), spec.grid()
+    gen = spec.block_generator(split, block)
+    start, stop = spec.block_range(split, block)
+    sparsity = spec.source.sparsity_of_index(torch.arange(start, stop))
+    parameter = pde.sample_parameter(gen, stop - start, spec.low, spec.high)
+    f, coeffs, u_hat, u = _solve_batch(spec, pde, grid, gen, parameter, sparsity)
+    attempts = torch.ones(stop - start, dtype=torch.int64)
+    rejected = ~pde.accept(u)
+    for _ in range(MAX_REDRAWS):
+        if not rejected.any():
+            break
+        idx = rejected.nonzero().squeeze(1)
+        f2, c2, uh2, u2 = _solve_batch(spec, pde, grid, gen, parameter[idx], sparsity[idx])
+        f[idx], u_hat[idx], u[idx] = f2, uh2, u2
+        for name, value in c2.items():
+            coeffs[name][idx] = value
+        attempts[idx] += 1
+        rejected[idx] = ~pde.accept(u2)
+    if rejected.any():
+        raise UnsampleableError(sorted(set(parameter[rejected].tolist())))
+    return Block(
+        source=f, solution=u, solution_hat=u_hat, parameter=parameter, coefficients=coeffs,
+        channels=pde.channel_values(coeffs), sparsity=sparsity, attempts=attempts,
+    )
+
+
+def acceptance_rates(spec: GenerationSpec, n_probe: int = 64) -> dict[float, float]:
+    """Lowest share of accepted sources over the sparsity levels, per value of a discrete
+    parameter (e.g. Helmholtz w); empty for continuous laws.
+
+    ``n_probe`` sources per sparsity level come from a probe stream disjoint from the dataset's
+    streams, and every value is tried on the same sources. A rate of 0 means that the value
+    cannot be sampled with the declared source law (the study's balanced sparsity levels):
+    keeping it would silently skew the sources of that value towards the sparse ones.
+    """
+    pde, grid = spec.pde(), spec.grid()
+    support = getattr(pde, "full_support", None)
+    if support is None:
+        return {}
+    gen = torch.Generator().manual_seed(spec.split_seed("acceptance-probe"))
+    n_levels = len(spec.source.sparsity_levels)
+    sparsity = spec.source.sparsity_of_index(torch.arange(n_probe * n_levels))
+    f_hat = torch.fft.rfft2(spec.source.sample(gen, sparsity, grid, pde.remove_mean))
+    rates = {}
+    for value in support(spec.low, spec.high):
+        parameter = torch.full_like(sparsity, float(value))
+        coeffs = pde.sample_coefficients(gen, parameter, f_hat, grid)
+        u = torch.fft.irfft2(pde.solve_spectral(f_hat, coeffs, grid), s=grid.shape)
+        accepted = pde.accept(u).double().reshape(n_probe, n_levels).mean(dim=0)
+        rates[float(value)] = accepted.min().item()
+    return rates

@@ -1,0 +1,107 @@
+"""Reading datasets as torch tensors: random access to samples, batches and subsets.
+
+Files are opened lazily, once per process (safe with DataLoader workers, which fork), and
+nothing is read until asked for: a subset of 8 samples of a 32K split reads 8 samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from pdefm.data import store
+from pdefm.data.card import load_card
+from pdefm.data.subset import balanced_subset
+from pdefm.errors import PdefmError
+
+SPLITS = ("train", "val", "test")
+
+
+class PDEDataset(torch.utils.data.Dataset):
+    """One split of a pdefm dataset, optionally restricted to a subset of indices.
+
+    ``ds[i]`` is ``(inputs, target)`` with inputs (C, n, n) float32 (the source, then each
+    coefficient as a constant channel, in ``ds.input_channels`` order) and target (1, n, n).
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", indices: np.ndarray | None = None):
+        if split not in SPLITS:
+            raise PdefmError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        self.root = Path(root)
+        self.split = split
+        self.card = load_card(self.root)
+        self.count = int(self.card["counts"][split])
+        self.path = self.root / self.card["files"][split]
+        self.indices = np.arange(self.count) if indices is None else np.asarray(indices, np.int64)
+        self._h5: h5py.File | None = None
+        self._h5_pid: int | None = None
+        self._vectors: dict[str, np.ndarray] | None = None
+        self._file()  # fail now, not at the first sample, if the file is damaged
+
+    # -- metadata --------------------------------------------------------------------------
+    @property
+    def input_channels(self) -> list[str]:
+        return list(self.card["channels"]["inputs"])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.card["grid"]["resolution"])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def parameters(self) -> np.ndarray:
+        """The declared physics parameter of each sample, shape (len,)."""
+        return self.vectors()["parameter"][self.indices]
+
+    def vectors(self) -> dict[str, np.ndarray]:
+        """Per-sample scalars of the whole split (parameter, sparsity, coefficients, ...)."""
+        if self._vectors is None:
+            self._vectors = store.read_vectors(self._file())
+        return self._vectors
+
+    # -- samples ---------------------------------------------------------------------------
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.batch([i])
+        return x[0], y[0]
+
+    def batch(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples at ``positions`` (into this dataset): inputs (B, C, n, n), target (B, 1, n, n)."""
+        rows = self.indices[np.asarray(positions, dtype=np.int64)]
+        fields = store.read_fields(self._file(), rows)
+        source = torch.from_numpy(fields["source"])
+        channels = torch.from_numpy(self.vectors()["channels"][rows]).to(torch.float32)
+        n = self.resolution
+        consts = channels[:, :, None, None].expand(-1, -1, n, n)
+        inputs = torch.cat([source[:, None], consts], dim=1)
+        return inputs, torch.from_numpy(fields["solution"])[:, None]
+
+    def subset(self, n: int, seed: int = 0) -> PDEDataset:
+        """n samples balanced over sparsity levels, deterministic and nested in n (see
+        ``balanced_subset``); only valid on a full split."""
+        if len(self.indices) != self.count:
+            raise PdefmError("take subsets of a full split, not of a subset")
+        levels = len(self.card["source_law"]["sparsity_levels"])
+        return PDEDataset(self.root, self.split, balanced_subset(self.count, n, levels, seed))
+
+    def _file(self) -> h5py.File:
+        import os
+
+        if self._h5 is None or self._h5_pid != os.getpid():
+            fix = f"regenerate it: {self.card['command']} --out NEW_DIR"
+            self._h5 = store.open_split(self.path, self.count, fix=fix)
+            self._h5_pid = os.getpid()
+        return self._h5
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_h5"] = None  # file handles do not cross processes
+        return state

@@ -1,0 +1,125 @@
+"""`pdefm inspect`: a dataset's card in a few lines, a figure of examples and parameter
+histograms, and optionally a full re-hash against the card. Imports no torch."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from pdefm.data import store
+from pdefm.data.card import load_card
+from pdefm.errors import PdefmError
+
+SPLITS = ("train", "val", "test")
+
+
+def inspect_dataset(root: str | Path, png: str | Path | None = None, n_examples: int = 4,
+                    verify: bool = False) -> str:
+    """Summarise the dataset in ``root``, write the figure, return the summary text."""
+    root = Path(root)
+    card = load_card(root)
+    lines = summary_lines(card)
+    if verify:
+        lines.append(verify_hashes(root, card))
+    png = Path(png) if png else root / "inspect.png"
+    plot_dataset(root, card, png, n_examples)
+    lines.append(f"figure: {png}")
+    return "\n".join(lines)
+
+
+def summary_lines(card: dict) -> list[str]:
+    p = card["parameter"]
+    declared = p["declared"]
+    n = card["grid"]["resolution"]
+    lines = [
+        f"{card['family']}: {card['equation']}",
+        f"  parameter {p['name']} ({p['description']}), declared "
+        f"{declared['kind']} on [{declared['low']:g}, {declared['high']:g}]"
+        + (f", support {declared['support']}" if "support" in declared else ""),
+        f"  grid {n}x{n} periodic; inputs {', '.join(card['channels']['inputs'])}; "
+        f"output {', '.join(card['channels']['outputs'])}",
+        "  samples " + ", ".join(f"{s} {card['counts'][s]}" for s in SPLITS)
+        + f"; seed {card['seed']}; generator v{card['generator_version']}",
+    ]
+    for split in SPLITS:
+        r = card["realised"][split]["parameter"]
+        inside = "all inside" if r["inside_declared_range"] else "NOT all inside"
+        lines.append(f"  {split:5s} {p['name']} realised min {r['min']:.4g} max {r['max']:.4g} "
+                     f"mean {r['mean']:.4g} ({inside} the declared range)")
+    acc = card["realised"]["train"].get("acceptance")
+    if acc:
+        rates = ", ".join(f"{k}: {v['rate']:.2f}" for k, v in acc.items())
+        lines.append(f"  train acceptance per {p['name']} (accepted / sources drawn): {rates}")
+    for warning in card.get("warnings", []):
+        lines.append(f"  warning: {warning}")
+    norm = card["normalisation"]
+    lines.append(f"  train median source norm {norm['source_norm']['median']:.4g}, "
+                 f"median solution norm {norm['solution_norm']['median']:.4g}")
+    lines.append(f"  regenerate: {card['command']}")
+    return lines
+
+
+def verify_hashes(root: Path, card: dict) -> str:
+    """Re-hash every split block by block and compare with the card's content hashes."""
+    block = card["spec"]["block_size"]
+    for split in SPLITS:
+        with store.open_split(root / card["files"][split], card["counts"][split]) as h5:
+            digests = [store.rows_digest(store.read_rows(h5, a, min(a + block, card["counts"][split])))
+                       for a in range(0, card["counts"][split], block)]
+        if hashlib.sha256("".join(digests).encode()).hexdigest() != card["content_hash"][split]:
+            raise PdefmError(f"{split} split of {root} does not match its card's content hash; "
+                             f"regenerate it with: {card['command']}")
+    return "  verified: every split matches the card's content hash"
+
+
+def plot_dataset(root: Path, card: dict, png: Path, n_examples: int) -> None:
+    """Rows of (source, solution) examples from the train split plus parameter histograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_examples = max(1, min(n_examples, card["counts"]["train"]))
+    name = card["parameter"]["name"]
+    fig, axes = plt.subplots(2, n_examples + 1, figsize=(3 * (n_examples + 1), 6), squeeze=False)
+    with store.open_split(root / card["files"]["train"], card["counts"]["train"]) as h5:
+        index = np.linspace(0, card["counts"]["train"] - 1, n_examples).round().astype(int)
+        fields = store.read_fields(h5, index)
+        params = h5["parameter"][...]
+    for col, i in enumerate(index):
+        for row, key in enumerate(("source", "solution")):
+            ax = axes[row, col]
+            im = ax.imshow(fields[key][col].T, origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r")
+            ax.set_title(f"{key} #{i}, {name} = {params[i]:.3g}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    _plot_histogram(axes[0, -1], card)
+    axes[1, -1].axis("off")
+    axes[1, -1].text(0, 0.5, "\n".join(summary_lines(card)[:4]), fontsize=7, wrap=True)
+    fig.suptitle(f"{root.name}: {card['family']}, {name} in "
+                 f"[{card['parameter']['declared']['low']:g}, {card['parameter']['declared']['high']:g}]")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+
+
+def _plot_histogram(ax, card: dict) -> None:
+    declared = card["parameter"]["declared"]
+    for split in SPLITS:
+        r = card["realised"][split]["parameter"]
+        if "counts" in r:
+            keys = list(r["counts"])
+            ax.plot([float(k) for k in keys], [r["counts"][k] / r["n"] for k in keys], "o-", label=split)
+        else:
+            edges = np.asarray(r["histogram"]["edges"])
+            dens = np.asarray(r["histogram"]["counts"]) / r["n"]
+            ax.stairs(dens, edges, label=split)
+    ax.axvspan(declared["low"], declared["high"], color="0.9", zorder=-1, label="declared")
+    ax.set_xlabel(card["parameter"]["name"])
+    ax.set_ylabel("share of samples")
+    ax.set_title("realised parameter")
+    ax.legend(fontsize=7)

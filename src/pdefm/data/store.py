@@ -1,0 +1,123 @@
+"""The HDF5 layout of one split, and checked opening. Imports no torch (inspect uses it).
+
+One file per split, one row per sample:
+
+    source        (N, n, n) float32   f, max-normalised (mean removed where the family needs it)
+    solution      (N, n, n) float32   u, solved in float64 then stored as float32
+    channels      (N, C)    float64   the constant coefficient channels, in card order
+    parameter     (N,)      float64   the declared physics parameter
+    sparsity      (N,)      float64   inactive probability vf of the source's lattice
+    attempts      (N,)      int64     sources drawn until one was accepted (1 = first)
+    source_norm   (N,)      float64   ||f|| = sqrt(mean(f^2)) in float64 (grid independent)
+    solution_norm (N,)      float64   ||u||, likewise
+    coefficients/NAME (N,)  float64   every per-sample coefficient (e.g. theta, l, v)
+
+Fields are chunked one sample per chunk, uncompressed: random access reads just that sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pdefm.errors import PdefmError
+
+FIELDS = ("source", "solution")
+VECTORS = ("parameter", "sparsity", "attempts", "source_norm", "solution_norm")
+FORMAT = "pdefm.dataset.split"
+
+
+def create_split(path: Path, n: int, resolution: int, n_channels: int, names: list[str]):
+    """Create an empty split file with every dataset allocated; returns it open for writing."""
+    h5 = h5py.File(path, "w")
+    h5.attrs["format"] = FORMAT
+    kw = {"track_times": False}  # timestamps would make identical datasets differ in bytes
+    for name in FIELDS:
+        h5.create_dataset(name, (n, resolution, resolution), "f4", chunks=(1, resolution, resolution), **kw)
+    h5.create_dataset("channels", (n, n_channels), "f8", **kw)
+    for name in VECTORS:
+        h5.create_dataset(name, (n,), "i8" if name == "attempts" else "f8", **kw)
+    group = h5.create_group("coefficients", track_order=True)
+    for name in names:
+        group.create_dataset(name, (n,), "f8", **kw)
+    h5.flush()
+    return h5
+
+
+def write_rows(h5: h5py.File, start: int, arrays: dict[str, np.ndarray]) -> str:
+    """Write rows [start, start + B) of every array (keys as in the layout, ``coefficients/x``
+    for coefficients) and return the SHA-256 of their bytes in key order."""
+    for key, value in arrays.items():
+        h5[key][start : start + len(value)] = value
+    return rows_digest(arrays)
+
+
+def rows_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a block's arrays: names and bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key]).data)
+    return digest.hexdigest()
+
+
+def read_rows(h5: h5py.File, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Every array's rows [start, stop), keyed as in ``write_rows``."""
+    keys = [*FIELDS, *VECTORS, "channels"] + [f"coefficients/{k}" for k in h5["coefficients"]]
+    return {key: h5[key][start:stop] for key in keys}
+
+
+def open_split(path: Path, count: int | None = None, fix: str = "") -> h5py.File:
+    """Open a split file read-only and check its layout; a damaged file is a PdefmError."""
+    if not path.is_file():
+        raise PdefmError(f"{path} is missing; {fix or 'regenerate the dataset'}")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        reason = str(exc).split("(")[0].strip().rstrip(",;:")
+        raise PdefmError(f"{path} is corrupt or truncated ({reason}); {fix or 'regenerate it'}") from None
+    if h5.attrs.get("format") != FORMAT or any(k not in h5 for k in (*FIELDS, *VECTORS, "channels")):
+        h5.close()
+        raise PdefmError(f"{path} is not a pdefm split file (missing datasets); {fix or 'regenerate it'}")
+    if count is not None and h5["source"].shape[0] != count:
+        n = h5["source"].shape[0]
+        h5.close()
+        raise PdefmError(f"{path} holds {n} samples but its card says {count}; {fix or 'regenerate it'}")
+    return h5
+
+
+def open_split_for_append(path: Path, count: int) -> h5py.File:
+    """Reopen a partial split file to continue writing it (PdefmError if it is damaged)."""
+    open_split(path, count).close()
+    try:
+        return h5py.File(path, "r+")
+    except OSError as exc:
+        raise PdefmError(f"{path} cannot be reopened for writing ({exc})") from None
+
+
+def read_vectors(h5: h5py.File) -> dict[str, np.ndarray]:
+    """The small per-sample arrays (not the fields), read whole."""
+    out = {name: h5[name][...] for name in VECTORS}
+    out["channels"] = h5["channels"][...]
+    out.update({f"coefficients/{k}": v[...] for k, v in h5["coefficients"].items()})
+    return out
+
+
+def read_fields(h5: h5py.File, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """source and solution rows at ``indices`` (any order, repeats allowed): (B, n, n) float32.
+
+    h5py needs increasing unique indices, so rows are read sorted and put back in order."""
+    indices = np.asarray(indices, dtype=np.int64)
+    unique, inverse = np.unique(indices, return_inverse=True)
+    out = {}
+    for name in FIELDS:
+        ds = h5[name]
+        if len(unique) and unique[-1] - unique[0] + 1 == len(unique):
+            rows = ds[unique[0] : unique[-1] + 1]  # a contiguous run: one slice read
+        else:
+            rows = ds[unique]
+        out[name] = rows[inverse]
+    return out
