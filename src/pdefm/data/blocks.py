@@ -40,8 +40,12 @@ class Block:
 
 
 def _solve_batch(
-    spec: GenerationSpec, pde: PDEFamily, grid: Grid, gen: torch.Generator,
-    parameter: torch.Tensor, sparsity: torch.Tensor,
+    spec: GenerationSpec,
+    pde: PDEFamily,
+    grid: Grid,
+    gen: torch.Generator,
+    parameter: torch.Tensor,
+    sparsity: torch.Tensor,
 ) -> tuple[torch.Tensor, Coefficients, torch.Tensor, torch.Tensor]:
     """Draw sources for the given parameters and solve: returns f, coeffs, u_hat, u."""
     f = spec.source.sample(gen, sparsity, grid, pde.remove_mean)
@@ -78,8 +82,14 @@ def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
     if rejected.any():
         raise UnsampleableError(sorted(set(parameter[rejected].tolist())))
     return Block(
-        source=f, solution=u, solution_hat=u_hat, parameter=parameter, coefficients=coeffs,
-        channels=pde.channel_values(coeffs), sparsity=sparsity, attempts=attempts,
+        source=f,
+        solution=u,
+        solution_hat=u_hat,
+        parameter=parameter,
+        coefficients=coeffs,
+        channels=pde.channel_values(coeffs),
+        sparsity=sparsity,
+        attempts=attempts,
     )
 
 

@@ -30,13 +30,17 @@ def load_card(root: str | Path) -> dict:
                 f"{root} holds an unfinished generation; rerun the same `pdefm generate` "
                 "command to finish it"
             )
-        raise PdefmError(f"{root} is not a pdefm dataset (no {CARD_NAME}); create one with "
-                         "`pdefm generate FAMILY --out DIR`")
+        raise PdefmError(
+            f"{root} is not a pdefm dataset (no {CARD_NAME}); create one with "
+            "`pdefm generate FAMILY --out DIR`"
+        )
     try:
         card = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PdefmError(f"{path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc});"
-                         " regenerate the dataset") from None
+        raise PdefmError(
+            f"{path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc});"
+            " regenerate the dataset"
+        ) from None
     if card.get("format") != CARD_FORMAT:
         raise PdefmError(f"{path} is not a pdefm dataset card (format={card.get('format')!r})")
     return card
@@ -61,7 +65,9 @@ def parameter_summary(values: np.ndarray, declared: dict) -> dict:
         support = [float(v) for v in declared["support"]]
         summary["counts"] = {f"{v:g}": int((values == v).sum()) for v in support}
     else:
-        counts, edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(declared["low"], declared["high"]))
+        counts, edges = np.histogram(
+            values, bins=HISTOGRAM_BINS, range=(declared["low"], declared["high"])
+        )
         summary["histogram"] = {"edges": edges.tolist(), "counts": counts.tolist()}
     return summary
 
@@ -102,5 +108,9 @@ def normalisation_stats(vectors: dict[str, np.ndarray], channel_names: list[str]
 
 
 def _moments(x: np.ndarray) -> dict:
-    return {"median": float(np.median(x)), "mean": float(x.mean()), "min": float(x.min()),
-            "max": float(x.max())}
+    return {
+        "median": float(np.median(x)),
+        "mean": float(x.mean()),
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }

@@ -69,7 +69,7 @@ class PDEDataset(torch.utils.data.Dataset):
         return x[0], y[0]
 
     def batch(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
-        """Samples at ``positions`` (into this dataset): inputs (B, C, n, n), target (B, 1, n, n)."""
+        """Samples at ``positions`` of this dataset: inputs (B, C, n, n), target (B, 1, n, n)."""
         rows = self.indices[np.asarray(positions, dtype=np.int64)]
         fields = store.read_fields(self._file(), rows)
         source = torch.from_numpy(fields["source"])

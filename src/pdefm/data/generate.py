@@ -59,9 +59,14 @@ def generate_dataset(
             return cards.load_card(out)
         total = sum(spec.count(s) for s in SPLITS)
         done = sum(len(state["splits"][s]["blocks"]) * spec.block_size for s in SPLITS)
-        with tqdm(total=total, initial=min(done, total), unit="sample", disable=not progress,
-                  desc=f"generate {spec.family} {spec.resolution}x{spec.resolution}",
-                  file=sys.stderr) as bar:
+        with tqdm(
+            total=total,
+            initial=min(done, total),
+            unit="sample",
+            disable=not progress,
+            desc=f"generate {spec.family} {spec.resolution}x{spec.resolution}",
+            file=sys.stderr,
+        ) as bar:
             for split in SPLITS:
                 _generate_split(spec, out, split, state, bar, on_block)
         card = _build_card(spec, out, state, probe, warnings)
@@ -77,8 +82,10 @@ def _check_output_dir(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()):
         known = (out / cards.CARD_NAME).is_file() or (out / cards.PROGRESS_NAME).is_file()
         if not known:
-            raise PdefmError(f"--out {out} exists and is not a pdefm dataset; give a new or "
-                             "empty directory (nothing was written)")
+            raise PdefmError(
+                f"--out {out} exists and is not a pdefm dataset; give a new or "
+                "empty directory (nothing was written)"
+            )
 
 
 @contextlib.contextmanager
@@ -101,17 +108,24 @@ def _load_state(out: Path, spec: GenerationSpec) -> dict | None:
     if card_path.is_file():
         existing = GenerationSpec.from_dict(cards.load_card(out)["spec"])
         if existing != spec:
-            raise PdefmError(f"{out} already holds a different dataset ({existing.command()}); "
-                             "choose another --out or delete it")
+            raise PdefmError(
+                f"{out} already holds a different dataset ({existing.command()}); "
+                "choose another --out or delete it"
+            )
         return None
     if progress_path.is_file():
         state = json.loads(progress_path.read_text())
         existing = GenerationSpec.from_dict(state["spec"])
         if existing != spec:
-            raise PdefmError(f"{out} holds an unfinished generation of another dataset "
-                             f"({existing.command()}); rerun that command or choose another --out")
+            raise PdefmError(
+                f"{out} holds an unfinished generation of another dataset "
+                f"({existing.command()}); rerun that command or choose another --out"
+            )
         return state
-    state = {"spec": spec.to_dict(), "splits": {s: {"blocks": [], "complete": False} for s in SPLITS}}
+    state = {
+        "spec": spec.to_dict(),
+        "splits": {s: {"blocks": [], "complete": False} for s in SPLITS},
+    }
     write_json_atomic(progress_path, state)
     return state
 
@@ -155,8 +169,13 @@ def _open_partial(spec: GenerationSpec, partial: Path, split: str, record: dict,
             bar.update(-len(record["blocks"]) * spec.block_size)
     record["blocks"] = []
     pde = spec.pde()
-    return store.create_split(partial, spec.count(split), spec.resolution,
-                              len(pde.coefficient_channels), list(pde.coefficient_names))
+    return store.create_split(
+        partial,
+        spec.count(split),
+        spec.resolution,
+        len(pde.coefficient_channels),
+        list(pde.coefficient_names),
+    )
 
 
 def _block_arrays(block: Block) -> dict[str, np.ndarray]:
@@ -187,8 +206,10 @@ def _resolve_unsampleable(spec: GenerationSpec, drop: bool) -> tuple[GenerationS
     exclude = sorted({*spec.family_config.get("exclude", []), *(int(v) for v in dead)})
     spec = spec.with_family_config(exclude=exclude)
     spec.validate()
-    text = (f"{spec.pde().parameter.name} = {', '.join(f'{v:g}' for v in dead)} had no accepted "
-            f"source in the probe and was dropped from the declared law (recorded in the card)")
+    text = (
+        f"{spec.pde().parameter.name} = {', '.join(f'{v:g}' for v in dead)} had no accepted "
+        f"source in the probe and was dropped from the declared law (recorded in the card)"
+    )
     print(f"warning: {text}", file=sys.stderr)
     return spec, rates, [text]
 
@@ -198,9 +219,11 @@ def _unsampleable_message(spec: GenerationSpec, values: list[float]) -> str:
     name = pde.parameter.name
     limit = spec.family_config.get("max_abs_u", getattr(pde, "max_abs_u", None))
     vals = ", ".join(f"{v:g}" for v in values)
-    return (f"{spec.family} {name} = {vals} cannot be sampled at resolution {spec.resolution}: "
-            f"no source gives max |u| <= {limit:g} (near resonance); drop it with "
-            "--drop-unsampleable, raise --max-abs-u, or change --range")
+    return (
+        f"{spec.family} {name} = {vals} cannot be sampled at resolution {spec.resolution}: "
+        f"no source gives max |u| <= {limit:g} (near resonance); drop it with "
+        "--drop-unsampleable, raise --max-abs-u, or change --range"
+    )
 
 
 # -- the card ----------------------------------------------------------------------------------
@@ -212,7 +235,9 @@ def _build_card(spec: GenerationSpec, out: Path, state: dict, probe: dict, warni
         with store.open_split(out / f"{split}.h5", spec.count(split)) as h5:
             vectors = store.read_vectors(h5)
         realised[split] = _realised(vectors, declared, spec)
-        hashes[split] = hashlib.sha256("".join(state["splits"][split]["blocks"]).encode()).hexdigest()
+        hashes[split] = hashlib.sha256(
+            "".join(state["splits"][split]["blocks"]).encode()
+        ).hexdigest()
         if split == "train":
             normalisation = cards.normalisation_stats(vectors, list(pde.coefficient_channels))
     return {
@@ -224,8 +249,12 @@ def _build_card(spec: GenerationSpec, out: Path, state: dict, probe: dict, warni
         "equation": pde.equation,
         "family_config": pde.config(),
         "parameter": {**pde.parameter.__dict__, "declared": declared},
-        "grid": {"resolution": spec.resolution, "domain": [[0.0, 1.0], [0.0, 1.0]],
-                 "periodic": True, "points": "x_i = i / n"},
+        "grid": {
+            "resolution": spec.resolution,
+            "domain": [[0.0, 1.0], [0.0, 1.0]],
+            "periodic": True,
+            "points": "x_i = i / n",
+        },
         "channels": {"inputs": list(pde.input_channels), "outputs": ["solution"]},
         "source_law": spec.source.to_dict() | {"normalise": "max", "remove_mean": pde.remove_mean},
         "seed": spec.seed,

@@ -15,8 +15,9 @@ from pdefm.errors import PdefmError
 SPLITS = ("train", "val", "test")
 
 
-def inspect_dataset(root: str | Path, png: str | Path | None = None, n_examples: int = 4,
-                    verify: bool = False) -> str:
+def inspect_dataset(
+    root: str | Path, png: str | Path | None = None, n_examples: int = 4, verify: bool = False
+) -> str:
     """Summarise the dataset in ``root``, write the figure, return the summary text."""
     root = Path(root)
     card = load_card(root)
@@ -40,14 +41,17 @@ def summary_lines(card: dict) -> list[str]:
         + (f", support {declared['support']}" if "support" in declared else ""),
         f"  grid {n}x{n} periodic; inputs {', '.join(card['channels']['inputs'])}; "
         f"output {', '.join(card['channels']['outputs'])}",
-        "  samples " + ", ".join(f"{s} {card['counts'][s]}" for s in SPLITS)
+        "  samples "
+        + ", ".join(f"{s} {card['counts'][s]}" for s in SPLITS)
         + f"; seed {card['seed']}; generator v{card['generator_version']}",
     ]
     for split in SPLITS:
         r = card["realised"][split]["parameter"]
         inside = "all inside" if r["inside_declared_range"] else "NOT all inside"
-        lines.append(f"  {split:5s} {p['name']} realised min {r['min']:.4g} max {r['max']:.4g} "
-                     f"mean {r['mean']:.4g} ({inside} the declared range)")
+        lines.append(
+            f"  {split:5s} {p['name']} realised min {r['min']:.4g} max {r['max']:.4g} "
+            f"mean {r['mean']:.4g} ({inside} the declared range)"
+        )
     acc = card["realised"]["train"].get("acceptance")
     if acc:
         rates = ", ".join(f"{k}: {v['rate']:.2f}" for k, v in acc.items())
@@ -55,8 +59,10 @@ def summary_lines(card: dict) -> list[str]:
     for warning in card.get("warnings", []):
         lines.append(f"  warning: {warning}")
     norm = card["normalisation"]
-    lines.append(f"  train median source norm {norm['source_norm']['median']:.4g}, "
-                 f"median solution norm {norm['solution_norm']['median']:.4g}")
+    lines.append(
+        f"  train median source norm {norm['source_norm']['median']:.4g}, "
+        f"median solution norm {norm['solution_norm']['median']:.4g}"
+    )
     lines.append(f"  regenerate: {card['command']}")
     return lines
 
@@ -66,11 +72,15 @@ def verify_hashes(root: Path, card: dict) -> str:
     block = card["spec"]["block_size"]
     for split in SPLITS:
         with store.open_split(root / card["files"][split], card["counts"][split]) as h5:
-            digests = [store.rows_digest(store.read_rows(h5, a, min(a + block, card["counts"][split])))
-                       for a in range(0, card["counts"][split], block)]
+            digests = [
+                store.rows_digest(store.read_rows(h5, a, min(a + block, card["counts"][split])))
+                for a in range(0, card["counts"][split], block)
+            ]
         if hashlib.sha256("".join(digests).encode()).hexdigest() != card["content_hash"][split]:
-            raise PdefmError(f"{split} split of {root} does not match its card's content hash; "
-                             f"regenerate it with: {card['command']}")
+            raise PdefmError(
+                f"{split} split of {root} does not match its card's content hash; "
+                f"regenerate it with: {card['command']}"
+            )
     return "  verified: every split matches the card's content hash"
 
 
@@ -99,8 +109,10 @@ def plot_dataset(root: Path, card: dict, png: Path, n_examples: int) -> None:
     _plot_histogram(axes[0, -1], card)
     axes[1, -1].axis("off")
     axes[1, -1].text(0, 0.5, "\n".join(summary_lines(card)[:4]), fontsize=7, wrap=True)
-    fig.suptitle(f"{root.name}: {card['family']}, {name} in "
-                 f"[{card['parameter']['declared']['low']:g}, {card['parameter']['declared']['high']:g}]")
+    fig.suptitle(
+        f"{root.name}: {card['family']}, {name} in "
+        f"[{card['parameter']['declared']['low']:g}, {card['parameter']['declared']['high']:g}]"
+    )
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=80)
@@ -113,7 +125,9 @@ def _plot_histogram(ax, card: dict) -> None:
         r = card["realised"][split]["parameter"]
         if "counts" in r:
             keys = list(r["counts"])
-            ax.plot([float(k) for k in keys], [r["counts"][k] / r["n"] for k in keys], "o-", label=split)
+            ax.plot(
+                [float(k) for k in keys], [r["counts"][k] / r["n"] for k in keys], "o-", label=split
+            )
         else:
             edges = np.asarray(r["histogram"]["edges"])
             dens = np.asarray(r["histogram"]["counts"]) / r["n"]

@@ -126,8 +126,9 @@ class GenerationSpec:
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise PdefmError(f"--range {lo} {hi}: both ends of the {name} range must be finite")
         if lo > hi:
-            raise PdefmError(f"--range {lo:g} {hi:g} is inverted: give LOW then HIGH, "
-                             f"e.g. --range {hi:g} {lo:g}")
+            raise PdefmError(
+                f"--range {lo:g} {hi:g} is inverted: give LOW then HIGH, e.g. --range {hi:g} {lo:g}"
+            )
         if lo == hi and not pde.parameter.integer:
             raise PdefmError(f"--range {lo:g} {hi:g} is empty (zero width); give LOW < HIGH")
         try:

@@ -36,7 +36,9 @@ def create_split(path: Path, n: int, resolution: int, n_channels: int, names: li
     h5.attrs["format"] = FORMAT
     kw = {"track_times": False}  # timestamps would make identical datasets differ in bytes
     for name in FIELDS:
-        h5.create_dataset(name, (n, resolution, resolution), "f4", chunks=(1, resolution, resolution), **kw)
+        h5.create_dataset(
+            name, (n, resolution, resolution), "f4", chunks=(1, resolution, resolution), **kw
+        )
     h5.create_dataset("channels", (n, n_channels), "f8", **kw)
     for name in VECTORS:
         h5.create_dataset(name, (n,), "i8" if name == "attempts" else "f8", **kw)
@@ -78,14 +80,22 @@ def open_split(path: Path, count: int | None = None, fix: str = "") -> h5py.File
         h5 = h5py.File(path, "r")
     except OSError as exc:
         reason = str(exc).split("(")[0].strip().rstrip(",;:")
-        raise PdefmError(f"{path} is corrupt or truncated ({reason}); {fix or 'regenerate it'}") from None
-    if h5.attrs.get("format") != FORMAT or any(k not in h5 for k in (*FIELDS, *VECTORS, "channels")):
+        raise PdefmError(
+            f"{path} is corrupt or truncated ({reason}); {fix or 'regenerate it'}"
+        ) from None
+    if h5.attrs.get("format") != FORMAT or any(
+        k not in h5 for k in (*FIELDS, *VECTORS, "channels")
+    ):
         h5.close()
-        raise PdefmError(f"{path} is not a pdefm split file (missing datasets); {fix or 'regenerate it'}")
+        raise PdefmError(
+            f"{path} is not a pdefm split file (missing datasets); {fix or 'regenerate it'}"
+        )
     if count is not None and h5["source"].shape[0] != count:
         n = h5["source"].shape[0]
         h5.close()
-        raise PdefmError(f"{path} holds {n} samples but its card says {count}; {fix or 'regenerate it'}")
+        raise PdefmError(
+            f"{path} holds {n} samples but its card says {count}; {fix or 'regenerate it'}"
+        )
     return h5
 
 

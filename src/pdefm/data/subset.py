@@ -18,8 +18,10 @@ def balanced_subset(total: int, n: int, n_levels: int = 4, seed: int = 0) -> np.
     if not isinstance(n, (int, np.integer)) or n <= 0:
         raise PdefmError(f"subset size must be a positive integer, got {n}")
     if n > total:
-        raise PdefmError(f"subset of {n} asked from a split of {total} samples; use n <= {total}"
-                         " or generate a larger split")
+        raise PdefmError(
+            f"subset of {n} asked from a split of {total} samples; use n <= {total}"
+            " or generate a larger split"
+        )
     rng = np.random.default_rng([seed, total, n_levels])
     picked = []
     for level in range(n_levels):
