@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,13 @@ def generate_dataset(
             file=sys.stderr,
         ) as bar:
             for split in SPLITS:
-                _generate_split(spec, out, split, state, bar, on_block)
+                try:
+                    _generate_split(spec, out, split, state, bar, on_block)
+                except OSError as exc:  # disk full, quota, permissions: resumable
+                    raise PdefmError(
+                        f"writing {out} failed ({exc.strerror or exc}); fix that and rerun the "
+                        "same command to resume"
+                    ) from None
         card = _build_card(spec, out, state, probe, warnings)
         write_json_atomic(out / cards.CARD_NAME, card)
         (out / cards.PROGRESS_NAME).unlink()
@@ -134,29 +141,54 @@ def _load_state(out: Path, spec: GenerationSpec) -> dict | None:
 def _generate_split(
     spec: GenerationSpec, out: Path, split: str, state: dict, bar: tqdm, on_block: BlockHook | None
 ) -> None:
+    """Generate the missing blocks of ``split``. Block b + 1 is computed while a writer thread
+    converts, writes, hashes and records block b (torch, HDF5 and hashlib release the GIL for
+    most of that), so the disk work hides behind the next block's compute."""
     record = state["splits"][split]
     if record["complete"]:
         return
     final, partial = out / f"{split}.h5", out / f"{split}.h5.partial"
     h5 = _open_partial(spec, partial, split, record, bar)
+
+    def persist(start: int, data: Block) -> None:
+        record["blocks"].append(store.write_rows(h5, start, _block_arrays(data)))
+        h5.flush()
+        write_json_atomic(out / cards.PROGRESS_NAME, state, durable=False)
+
     try:
-        for block in range(len(record["blocks"]), spec.n_blocks(split)):
-            start, stop = spec.block_range(split, block)
-            try:
-                data = generate_block(spec, split, block)
-            except UnsampleableError as exc:
-                raise PdefmError(_unsampleable_message(spec, exc.values)) from None
-            record["blocks"].append(store.write_rows(h5, start, _block_arrays(data)))
-            h5.flush()
-            write_json_atomic(out / cards.PROGRESS_NAME, state)
-            bar.update(stop - start)
-            if on_block is not None:
-                on_block(split, block)
+        # Leaving the executor waits for a write in flight, so h5 is closed after it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdefm-writer") as writer:
+            pending: tuple[int, Future] | None = None
+            for block in range(len(record["blocks"]), spec.n_blocks(split)):
+                data = _generate_block(spec, split, block)
+                if pending is not None:
+                    _block_done(spec, split, *pending, bar, on_block)
+                pending = (block, writer.submit(persist, spec.block_range(split, block)[0], data))
+            if pending is not None:
+                _block_done(spec, split, *pending, bar, on_block)
     finally:
         h5.close()
     atomic_replace(partial, final)
     record["complete"] = True
     write_json_atomic(out / cards.PROGRESS_NAME, state)
+
+
+def _generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
+    try:
+        return generate_block(spec, split, block)
+    except UnsampleableError as exc:
+        raise PdefmError(_unsampleable_message(spec, exc.values)) from None
+
+
+def _block_done(
+    spec: GenerationSpec, split: str, block: int, write: Future, bar: tqdm, on_block
+) -> None:
+    """Wait for a block's write; then it is durable: report it."""
+    write.result()
+    start, stop = spec.block_range(split, block)
+    bar.update(stop - start)
+    if on_block is not None:
+        on_block(split, block)
 
 
 def _open_partial(spec: GenerationSpec, partial: Path, split: str, record: dict, bar: tqdm):

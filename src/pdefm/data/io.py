@@ -16,16 +16,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_replace(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, then rename it over ``final`` (same directory)."""
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
+def atomic_replace(tmp: Path, final: Path, durable: bool = True) -> None:
+    """Rename ``tmp`` over ``final`` (same directory). ``durable`` first fsyncs the data and
+    then the directory, so the new file also survives a power cut; without it the swap is
+    still atomic for every process (a killed writer leaves the old file or the new one)."""
+    if durable:
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
     os.replace(tmp, final)
-    fsync_dir(final.parent)
+    if durable:
+        fsync_dir(final.parent)
 
 
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
+def write_json_atomic(path: Path, obj: object, durable: bool = True) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (see ``atomic_replace``)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    atomic_replace(tmp, path)
+    atomic_replace(tmp, path, durable)
