@@ -103,7 +103,7 @@ def acceptance_rates(spec: GenerationSpec, n_probe: int = 64) -> dict[float, flo
     keeping it would silently skew the sources of that value towards the sparse ones.
     """
     pde, grid = spec.pde(), spec.grid()
-    support = getattr(pde, "full_support", None)
+    support = getattr(pde, "support", None)  # excluded values are not probed
     if support is None:
         return {}
     gen = torch.Generator().manual_seed(spec.split_seed("acceptance-probe"))

@@ -174,7 +174,8 @@ def _solve_increasing(weight: torch.Tensor, log_t: torch.Tensor, target: torch.T
     for _ in range(_NEWTON_MAX_ITER):
         f, df = _log_ratio(weight, log_t, s)
         g = f - log_target
-        if (g.abs() <= _NEWTON_TOL).all():
+        done = g.abs() <= _NEWTON_TOL
+        if done.all():
             return s
         lo = torch.where(g < 0, s, lo)
         hi = torch.where(g > 0, s, hi)
@@ -183,8 +184,9 @@ def _solve_increasing(weight: torch.Tensor, log_t: torch.Tensor, target: torch.T
                 "an advection-diffusion ratio is out of reach of a source; lower the range"
             )
         step = s - g / df
-        bad = ~((step > lo) & (step < hi))  # also catches NaN
-        s = torch.where(bad, 0.5 * (lo + hi), step)
+        bad = ~((step >= lo) & (step <= hi))  # also catches NaN
+        # Converged rows stay put: a further step of rounding size could leave the bracket.
+        s = torch.where(done, s, torch.where(bad, 0.5 * (lo + hi), step))
     raise RuntimeError("advection-diffusion mixing solve did not converge")
 
 
