@@ -171,8 +171,10 @@ def _solve_increasing(weight: torch.Tensor, log_t: torch.Tensor, target: torch.T
     # Start from the one-mode model Psi^2 = t_bar rho, t_bar the energy-weighted mean of t.
     t_bar = (weight * log_t.exp()).sum(dim=1) / weight.sum(dim=1)
     s = (log_target - torch.log(t_bar)).clamp(lo, hi)
+    inv_t = torch.exp(-log_t)  # e^{-x} = e^{-s} / t: one multiply per iteration
+    sums = _RatioSums(weight)
     for _ in range(_NEWTON_MAX_ITER):
-        f, df = _log_ratio(weight, log_t, s)
+        f, df = sums(inv_t, s)
         g = f - log_target
         done = g.abs() <= _NEWTON_TOL
         if done.all():
@@ -190,11 +192,25 @@ def _solve_increasing(weight: torch.Tensor, log_t: torch.Tensor, target: torch.T
     raise RuntimeError("advection-diffusion mixing solve did not converge")
 
 
-def _log_ratio(weight: torch.Tensor, log_t: torch.Tensor, s: torch.Tensor):
-    """F(s) = log(N / (W - N)) and dF/ds for each row (see ``_solve_increasing``)."""
-    e = torch.exp(-(s.unsqueeze(1) + log_t))
-    a = 1.0 / (1.0 + e)  # sigmoid(x)
-    b = e * a  # sigmoid(-x), without cancellation
-    n, rest = (weight * a).sum(dim=1), (weight * b).sum(dim=1)
-    dn = (weight * (a * b)).sum(dim=1)
-    return torch.log(n) - torch.log(rest), dn / n + dn / rest
+class _RatioSums:
+    """F(s) = log(N / (W - N)) and dF/ds for each row (see ``_solve_increasing``).
+
+    With e = exp(-(s + log t)), a = sigmoid(s + log t) = 1 / (1 + e) and b = 1 - a = e a
+    (no cancellation when a is near 1). The three weighted sums N = w.a, W - N = w.b and
+    dN/ds = w.(a b) are one batched matrix product with the weights; the work buffer is reused
+    across iterations.
+    """
+
+    def __init__(self, weight: torch.Tensor):
+        self.weight = weight.unsqueeze(2)  # (B, M, 1)
+        self.buf = torch.empty(weight.shape[0], 3, weight.shape[1], dtype=weight.dtype)
+
+    def __call__(self, inv_t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b, ab = self.buf[:, 0], self.buf[:, 1], self.buf[:, 2]
+        torch.mul(inv_t, torch.exp(-s).unsqueeze(1), out=b)  # e
+        torch.add(b, 1.0, out=a)
+        a.reciprocal_()
+        b.mul_(a)
+        torch.mul(a, b, out=ab)
+        n, rest, dn = torch.bmm(self.buf, self.weight).squeeze(2).unbind(1)
+        return torch.log(n) - torch.log(rest), dn / n + dn / rest
