@@ -197,12 +197,12 @@ class _RatioSums:
 
     With e = exp(-(s + log t)), a = sigmoid(s + log t) = 1 / (1 + e) and b = 1 - a = e a
     (no cancellation when a is near 1). The three weighted sums N = w.a, W - N = w.b and
-    dN/ds = w.(a b) are one batched matrix product with the weights; the work buffer is reused
-    across iterations.
+    dN/ds = w.(a b) are one batched dot product with the weights (a batched matrix product with
+    a single column is 2-3x slower on CPU); the work buffer is reused across iterations.
     """
 
     def __init__(self, weight: torch.Tensor):
-        self.weight = weight.unsqueeze(2)  # (B, M, 1)
+        self.weight = weight.unsqueeze(1)  # (B, 1, M)
         self.buf = torch.empty(weight.shape[0], 3, weight.shape[1], dtype=weight.dtype)
 
     def __call__(self, inv_t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,5 +212,5 @@ class _RatioSums:
         a.reciprocal_()
         b.mul_(a)
         torch.mul(a, b, out=ab)
-        n, rest, dn = torch.bmm(self.buf, self.weight).squeeze(2).unbind(1)
+        n, rest, dn = torch.linalg.vecdot(self.buf, self.weight).unbind(1)
         return torch.log(n) - torch.log(rest), dn / n + dn / rest
