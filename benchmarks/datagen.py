@@ -20,9 +20,7 @@ Run ``python benchmarks/datagen.py --help`` for the options; ``--quick`` is a sm
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import io
 import math
 import os
 import platform
@@ -175,13 +173,7 @@ def to_disk_rate(spec: GenerationSpec) -> float:
     """Samples/s of ``generate_dataset`` end to end, counting all splits; temp dir removed."""
     tmp = Path(tempfile.mkdtemp(prefix="pdefm-bench-", dir="/tmp"))
     try:
-        # Helmholtz: the probe still sees the excluded w = 2 as dead, so say it may be dropped
-        # (it is already excluded; the spec written is the same).
-        drop = bool(spec.family_config.get("exclude"))
-        with contextlib.redirect_stderr(io.StringIO()):  # that warning, once per dataset
-            seconds = timed(
-                lambda: generate_dataset(spec, tmp / "data", progress=False, drop_unsampleable=drop)
-            )
+        seconds = timed(lambda: generate_dataset(spec, tmp / "data", progress=False))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return (spec.n_train + spec.n_val + spec.n_test) / seconds
