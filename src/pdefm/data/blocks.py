@@ -93,14 +93,17 @@ def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
     )
 
 
-def acceptance_rates(spec: GenerationSpec, n_probe: int = 64) -> dict[float, float]:
+def acceptance_rates(
+    spec: GenerationSpec, per_level: int = 64, chunk: int = 16
+) -> dict[float, float]:
     """Lowest share of accepted sources over the sparsity levels, per value of a discrete
     parameter (e.g. Helmholtz w); empty for continuous laws.
 
-    ``n_probe`` sources per sparsity level come from a probe stream disjoint from the dataset's
-    streams, and every value is tried on the same sources. A rate of 0 means that the value
-    cannot be sampled with the declared source law (the study's balanced sparsity levels):
-    keeping it would silently skew the sources of that value towards the sparse ones.
+    Sources come from a probe stream disjoint from the dataset's streams, in chunks of
+    ``chunk`` per sparsity level shared by every value. A value stops being probed once every
+    level has an accepted source (one chunk for most values); it is declared unsampleable
+    (rate 0) when some level has none in ``per_level`` sources: keeping it would silently skew
+    that value's sources towards the sparse levels.
     """
     pde, grid = spec.pde(), spec.grid()
     support = getattr(pde, "support", None)  # excluded values are not probed
@@ -108,13 +111,27 @@ def acceptance_rates(spec: GenerationSpec, n_probe: int = 64) -> dict[float, flo
         return {}
     gen = torch.Generator().manual_seed(spec.split_seed("acceptance-probe"))
     n_levels = len(spec.source.sparsity_levels)
-    sparsity = spec.source.sparsity_of_index(torch.arange(n_probe * n_levels))
-    f_hat = torch.fft.rfft2(spec.source.sample(gen, sparsity, grid, pde.remove_mean))
+    sparsity = spec.source.sparsity_of_index(torch.arange(chunk * n_levels))
+    chunks: list[torch.Tensor] = []  # source spectra, drawn on first use, shared by all values
+
+    def spectra(k: int) -> torch.Tensor:
+        while len(chunks) <= k:
+            f = spec.source.sample(gen, sparsity, grid, pde.remove_mean)
+            chunks.append(torch.fft.rfft2(f))
+        return chunks[k]
+
     rates = {}
     for value in support(spec.low, spec.high):
-        parameter = torch.full_like(sparsity, float(value))
-        coeffs = pde.sample_coefficients(gen, parameter, f_hat, grid)
-        u = torch.fft.irfft2(pde.solve_spectral(f_hat, coeffs, grid), s=grid.shape)
-        accepted = pde.accept(u).double().reshape(n_probe, n_levels).mean(dim=0)
-        rates[float(value)] = accepted.min().item()
+        accepted = torch.zeros(n_levels)
+        tried = 0
+        for k in range(max(1, per_level // chunk)):
+            f_hat = spectra(k)
+            parameter = torch.full_like(sparsity, float(value))
+            coeffs = pde.sample_coefficients(gen, parameter, f_hat, grid)
+            u = torch.fft.irfft2(pde.solve_spectral(f_hat, coeffs, grid), s=grid.shape)
+            accepted += pde.accept(u).double().reshape(chunk, n_levels).sum(dim=0)
+            tried += chunk
+            if (accepted > 0).all():
+                break
+        rates[float(value)] = (accepted.min() / tried).item()
     return rates
