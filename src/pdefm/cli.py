@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_generate(sub)
     _add_inspect(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
     return parser
 
 
@@ -109,6 +111,165 @@ def _add_inspect(sub) -> None:
         "--verify", action="store_true", help="also re-hash every split and compare with the card"
     )
     p.set_defaults(run=_run_inspect)
+
+
+TRAIN_EPILOG = """\
+modes (what is trained; --init says where the weights come from):
+  full             every parameter (the only mode from scratch)
+  head             only the two-layer head
+  frozen-spectral  everything but the Fourier weights
+  lora             low-rank updates of lift, skips, head and Fourier weights (--lora-rank)
+  zero-shot        nothing: evaluate --init on the data (same as `pdefm evaluate`)
+
+examples:
+  pdefm train data/poisson-1-5 --model fno-1m --lr 1e-3 3e-4 --epochs 100 --out runs
+  pdefm train data/poisson-5-10 --init runs/ID/checkpoint --n-train 64 --lr 1e-4 3e-4 1e-3
+  pdefm train data/poisson-5-10 --n-train 64 --lr 1e-3 --epochs 200      # scratch baseline
+
+Several --lr values train one model each; the one with the lowest validation error is kept and
+its test error reported. Up to 64 examples train full-batch. Rerunning the same command after an
+interruption resumes it; rerunning a finished one prints its record. Every run writes
+OUT/ID/record.json; the selected model is OUT/ID/checkpoint (model.safetensors + card.json).
+"""
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="pre-train, fine-tune or train from scratch (one loop, several lrs)",
+        description="Train a neural operator on a pdefm dataset: pre-training or training from "
+        "scratch (--init scratch) or adapting a checkpoint (--init DIR) with an explicit --mode.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("data", help="dataset directory (from `pdefm generate` or `pdefm import`)")
+    p.add_argument(
+        "--model",
+        default="fno-tiny",
+        help="model preset for --init scratch (see `pdefm train --list-models`)",
+    )
+    p.add_argument("--list-models", action="store_true", help="print the presets and exit")
+    p.add_argument("--init", default="scratch", help="scratch (default) or a checkpoint directory")
+    p.add_argument(
+        "--mode",
+        default="full",
+        help="full | head | frozen-spectral | lora | zero-shot (default full)",
+    )
+    p.add_argument("--n-train", type=int, help="train on a balanced subset of N examples")
+    p.add_argument("--subset-seed", type=int, default=0, help="which subset (default 0)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        nargs="+",
+        default=[1e-3],
+        help="learning rate(s); the best on validation is kept (default 1e-3)",
+    )
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="epochs (default 100)")
+    budget.add_argument("--steps", type=int, help="optimiser steps instead of epochs")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="batch size above 64 examples (default 32; full batch at <= 64)",
+    )
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW (default 1e-4)")
+    p.add_argument("--lora-rank", type=int, default=4, help="rank for --mode lora (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and data order seed")
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda[:N]")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (FFTs in float32)")
+    p.add_argument("--out", default="runs", help="runs directory (default runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_run_train)
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint on a dataset (any resolution)",
+        description="Relative L2 error, MSE and physics residual of a checkpoint's predictions "
+        "on the validation and test splits of a dataset (zero-shot; any resolution).",
+    )
+    p.add_argument("checkpoint", help="checkpoint directory (model.safetensors + card.json)")
+    p.add_argument("data", help="dataset directory")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--out", default="runs", help="runs directory for the record (default runs)")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    if args.list_models:
+        from pdefm.models import list_models, model_info
+
+        for name in list_models():
+            print(f"{name:10s} {model_info(name)}")
+        return 0
+    from pdefm.train.config import RunConfig
+
+    epochs = args.epochs if args.epochs is not None or args.steps is not None else 100
+    config = RunConfig(
+        data=args.data,
+        model=args.model,
+        init=args.init,
+        mode=args.mode,
+        n_train=args.n_train,
+        subset_seed=args.subset_seed,
+        lrs=tuple(args.lr),
+        epochs=epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
+        lora_rank=args.lora_rank,
+        seed=args.seed,
+        bf16=args.bf16,
+        device=args.device,
+        out=args.out,
+        progress=not args.quiet,
+    )
+    return _report(_train(config))
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from pdefm.train.config import RunConfig
+
+    config = RunConfig(
+        data=args.data,
+        init=args.checkpoint,
+        mode="zero-shot",
+        epochs=None,
+        device=args.device,
+        out=args.out,
+        progress=False,
+    )
+    return _report(_train(config))
+
+
+def _train(config):
+    from pdefm.train.loop import train
+
+    return train(config)
+
+
+def _report(record: dict) -> int:
+    where = record["out"]
+    if record["status"] != "completed":
+        print(
+            f"run {record['id']} failed: {record.get('reason')} (record: {where}/record.json)",
+            file=sys.stderr,
+        )
+        return 1
+    lr = record.get("selected_lr")
+    test, val = record["test"], record["val"]
+    chosen = f"lr {lr:g}: " if lr is not None else ""
+    print(
+        f"run {record['id']}: {chosen}val rel L2 {val['rel_l2']:.4g}, test rel L2 "
+        f"{test['rel_l2']:.4g} (MSE {test['mse']:.3g}, residual {test['residual']:.3g})"
+    )
+    print(
+        f"record: {where}/record.json"
+        + (f"; checkpoint: {record['checkpoint']}" if "checkpoint" in record else "")
+    )
+    return 0
 
 
 def _spec_from_args(args: argparse.Namespace):

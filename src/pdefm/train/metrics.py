@@ -1,0 +1,36 @@
+"""Metrics: the study's mean per-sample relative L2 error, MSE, and the physics residual of
+predictions (using the families' operators from ``pdefm.pdes``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pdefm.pdes import Grid, get_family
+
+
+def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """||pred - target|| / ||target|| per sample: (B, C, H, W) x 2 -> (B,)."""
+    diff = (pred - target).flatten(1).norm(dim=1)
+    return diff / target.flatten(1).norm(dim=1).clamp_min(1e-30)
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per sample: (B,)."""
+    return (pred - target).square().flatten(1).mean(dim=1)
+
+
+def physics_residual(
+    pred: torch.Tensor, source: torch.Tensor, card: dict, coefficients: dict[str, np.ndarray]
+) -> torch.Tensor:
+    """||L u_pred - f|| / ||f|| per sample, computed spectrally in float64.
+
+    pred, source: (B, n, n); coefficients: name -> (B,) arrays as stored in the dataset.
+    The operator is the dataset's family with the constants recorded in its card.
+    """
+    pde = get_family(card["family"], **card["family_config"])
+    coeffs = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in coefficients.items()}
+    u, f = pred.detach().double().cpu(), source.detach().double().cpu()
+    if pde.remove_mean:
+        u = u - u.mean(dim=(-2, -1), keepdim=True)  # L does not see the mean of u
+    return pde.relative_residual(u, f, coeffs, Grid(u.shape[-1]))
