@@ -76,3 +76,43 @@ def test_module_entry_point_runs():
         [sys.executable, "-m", "pdefm.cli", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("pdefm ")
+
+
+def test_killed_training_resumes_to_the_same_metrics(tmp_path):
+    """SIGKILL a real `pdefm train` mid-run, rerun the same command, compare with a clean run."""
+    import signal
+    import time
+
+    data = str(tmp_path / "d")
+    assert main(["generate", "poisson", *SMALL, "--out", data]) == 0
+    args = [
+        "train",
+        data,
+        "--model",
+        "fno-micro",
+        "--epochs",
+        "40",
+        "--n-train",
+        "32",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
+    cmd = [sys.executable, "-m", "pdefm.cli", *args]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(killed)])
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(killed.glob("*/lr-*/state.safetensors")):
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few more epochs
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    record = json.loads(next(killed.glob("*/record.json")).read_text())
+    assert record["status"] == "running"  # really interrupted
+    subprocess.run([*cmd, "--out", str(killed)], check=True)
+    subprocess.run([*cmd, "--out", str(tmp_path / "clean")], check=True)
+    resumed = json.loads(next(killed.glob("*/record.json")).read_text())
+    clean = json.loads(next((tmp_path / "clean").glob("*/record.json")).read_text())
+    assert resumed["id"] == clean["id"] and resumed["status"] == "completed"
+    assert resumed["test"]["rel_l2"] == pytest.approx(clean["test"]["rel_l2"], rel=1e-5)
+    assert len(resumed["history"]) == 40

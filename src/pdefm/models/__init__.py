@@ -1,0 +1,33 @@
+"""Neural operators: the FNO of the study, its size presets, LoRA.
+
+create_model(name, in_channels, out_channels=1, **overrides) -> FNO2d  (sets model.arch)
+list_models() / model_info(name) / parameter_count(name, in_channels, out_channels)
+add_lora(model, rank, alpha=None) / lora_parameters(model)
+"""
+
+from pdefm.models.fno import FNO2d, FourierLayer, Pointwise
+from pdefm.models.lora import add_lora, lora_parameters
+from pdefm.models.registry import (
+    create_model,
+    fourier_parameter_count,
+    list_models,
+    model_info,
+    parameter_count,
+    register_model,
+)
+from pdefm.models.spectral import SpectralConv2d
+
+__all__ = [
+    "FNO2d",
+    "FourierLayer",
+    "Pointwise",
+    "SpectralConv2d",
+    "add_lora",
+    "create_model",
+    "fourier_parameter_count",
+    "list_models",
+    "lora_parameters",
+    "model_info",
+    "parameter_count",
+    "register_model",
+]
