@@ -203,3 +203,17 @@ def test_too_small_grid_is_a_one_line_error():
     )
     with pytest.raises(PdefmError, match="expected \\(batch, 1, height, width\\)"):
         model(torch.randn(1, 2, 32, 32))
+
+
+def test_bf16_autocast_forward_and_backward_run_and_stay_close():
+    """The --bf16 path (autocast; Fourier layers in float32) exercised on CPU."""
+    torch.manual_seed(0)
+    model = create_model("fno-tiny", 4, 1)
+    x = torch.randn(2, 4, 32, 32)
+    ref = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    out.float().square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    rel = (out.float() - ref).norm() / ref.norm()
+    assert rel < 0.05, rel
