@@ -17,7 +17,8 @@ from pdefm.errors import PdefmError
 MODES = ("full", "head", "frozen-spectral", "lora", "zero-shot")
 SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
 # Fields that change where or how fast a run goes, not what it computes: not in its id.
-_NOT_IN_ID = ("out", "device", "progress")
+_NOT_IN_ID = ("out", "device", "progress", "run_name")
+MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate every k-th
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class RunConfig:
     out: str = "runs"
     progress: bool = True
     model_overrides: dict = field(default_factory=dict)
+    run_name: str | None = None  # directory name under out (default: the run id)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs))

@@ -28,7 +28,7 @@ from pdefm.errors import PdefmError
 from pdefm.train.adapt import configure_mode
 from pdefm.train.batches import SplitBatches
 from pdefm.train.checkpoint import channel_order, load_checkpoint, save_checkpoint
-from pdefm.train.config import RunConfig
+from pdefm.train.config import MAX_EVALUATIONS, RunConfig
 from pdefm.train.metrics import mse, physics_residual, relative_l2
 from pdefm.train.normalise import Normaliser
 from pdefm.train.state import load_state, save_state
@@ -150,7 +150,8 @@ def _train_one_lr(config: RunConfig, lr: float, splits, lr_dir: Path, device) ->
     )
     try:
         while info["status"] == "running" and info["epoch"] < plan["epochs"]:
-            _epoch(config, model, opt, norm, train_b, val_b, plan, lr, info, bar)
+            if not _epoch(config, model, opt, norm, train_b, val_b, plan, lr, info, bar):
+                continue  # state is saved on validation epochs; a resume replays from there
             if info["history"][-1]["val_rel_l2"] < info["best"]:
                 info["best"] = info["history"][-1]["val_rel_l2"]
                 save_checkpoint(lr_dir / "best", model, card)
@@ -181,11 +182,19 @@ def _plan(config: RunConfig, n_train: int) -> dict:
         epochs, steps = math.ceil(config.steps / per_epoch), config.steps
     else:
         epochs, steps = config.epochs, config.epochs * per_epoch
-    return {"batch": batch, "per_epoch": per_epoch, "epochs": epochs, "steps": steps}
+    every = max(1, math.ceil(epochs / MAX_EVALUATIONS))
+    return {
+        "batch": batch,
+        "per_epoch": per_epoch,
+        "epochs": epochs,
+        "steps": steps,
+        "validate_every": every,
+    }
 
 
-def _epoch(config, model, opt, norm, train_b, val_b, plan, lr, info, bar) -> None:
-    """One pass over the training examples in a fresh order, then validation."""
+def _epoch(config, model, opt, norm, train_b, val_b, plan, lr, info, bar) -> bool:
+    """One pass over the training examples in a fresh order; validation every
+    ``plan["validate_every"]`` epochs and at the last one. Returns whether it validated."""
     order = torch.randperm(len(train_b), generator=_epoch_generator(config.seed, info["epoch"]))
     model.train()
     losses = []
@@ -198,8 +207,10 @@ def _epoch(config, model, opt, norm, train_b, val_b, plan, lr, info, bar) -> Non
         _check_loss(losses)
         info["step"] += 1
         bar.update(1)
-    val = evaluate_model(model, norm, val_b)
     info["epoch"] += 1
+    if info["epoch"] % plan["validate_every"] and info["epoch"] < plan["epochs"]:
+        return False
+    val = evaluate_model(model, norm, val_b)
     info["history"].append(
         {
             "epoch": info["epoch"],
@@ -210,6 +221,7 @@ def _epoch(config, model, opt, norm, train_b, val_b, plan, lr, info, bar) -> Non
         }
     )
     bar.set_postfix(loss=f"{info['history'][-1]['train_loss']:.3g}", val=f"{val['rel_l2']:.3g}")
+    return True
 
 
 def _step(model, opt, norm: Normaliser, x, y, config: RunConfig) -> float:
