@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_study(sub)
+    _add_results(sub)
+    _add_report(sub)
+    _add_demo(sub)
     return parser
 
 
@@ -270,6 +274,148 @@ def _report(record: dict) -> int:
         + (f"; checkpoint: {record['checkpoint']}" if "checkpoint" in record else "")
     )
     return 0
+
+
+def _add_study(sub) -> None:
+    p = sub.add_parser(
+        "study",
+        help="plan, run or check a scaling/transfer study (YAML)",
+        description="A study file declares datasets, pre-training stages and a downstream grid "
+        "(tasks x sizes x inits x modes x models x lrs x seeds); it expands into runs whose ids "
+        "are hashes of their configs. `run` does what is missing in dependency order; rerun it "
+        "after an interruption to continue. Examples: studies/cpu/*.yaml, studies/paper/*.yaml.",
+    )
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    plan = verbs.add_parser("plan", help="print the expanded runs and what is already done")
+    plan.add_argument("file", help="study YAML")
+    plan.add_argument("--out", help="study directory (default: next to FILE, named after it)")
+    plan.set_defaults(run=_run_study_plan)
+    run = verbs.add_parser("run", help="run what is missing (data -> pre-train -> downstream)")
+    run.add_argument("file", help="study YAML")
+    run.add_argument("--out", help="study directory (default: next to FILE, named after it)")
+    run.add_argument(
+        "--workers", type=int, default=1, help="runs side by side in separate processes (default 1)"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(run=_run_study_run)
+    status = verbs.add_parser("status", help="summarise a study directory")
+    status.add_argument("directory", help="study directory (holds plan.json)")
+    status.set_defaults(run=_run_study_status)
+
+
+def _add_results(sub) -> None:
+    p = sub.add_parser(
+        "results",
+        help="a study's run records as one table",
+        description="Load every run record of a study directory into one table "
+        "(test metrics of the learning rate chosen on validation).",
+    )
+    p.add_argument("directory", help="study directory")
+    p.add_argument("--csv", help="write the table to this CSV file")
+    p.set_defaults(run=_run_results)
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write a study's report (html, markdown, figures, csv)",
+        description="Write DIR/report/report.html (self-contained), report.md, "
+        "the PNG figures and results.csv for a study directory.",
+    )
+    p.add_argument("directory", help="study directory")
+    p.add_argument("--out", help="report directory (default DIR/report)")
+    p.set_defaults(run=_run_report)
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the embedded demo study end to end on CPU",
+        description="Pre-train on Poisson e in [1, 5], then fine-tune vs train "
+        "from scratch on e in [5, 10] with 8 to 512 examples; write the report and "
+        "print the headline. A second call returns at once from the cache.",
+    )
+    p.add_argument("--out", default="pdefm-demo", help="demo directory (default pdefm-demo)")
+    p.add_argument("--workers", type=int, default=1, help="runs side by side (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_study_plan(args: argparse.Namespace) -> int:
+    from pdefm.study.runner import plan_lines, study_dir_for
+    from pdefm.study.spec import load_study
+
+    study = load_study(args.file)
+    root = study_dir_for(study, args.out)
+    print(f"study {study.name} -> {root}")
+    print("\n".join(plan_lines(study, root)))
+    return 0
+
+
+def _run_study_run(args: argparse.Namespace) -> int:
+    from pdefm.study.runner import run_study
+
+    root = run_study(args.file, args.out, workers=args.workers, progress=not args.quiet)
+    print(f"study done: {root}; report it with: pdefm report {root}")
+    return 0
+
+
+def _run_study_status(args: argparse.Namespace) -> int:
+    from pdefm.study.results import load_results
+
+    rows = load_results(args.directory)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    print(
+        f"{args.directory}: {len(rows)} training/evaluation runs: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    )
+    return 0
+
+
+def _run_results(args: argparse.Namespace) -> int:
+    from pdefm.study.results import load_results, write_csv
+
+    rows = load_results(args.directory)
+    for row in rows:
+        err = row["test_rel_l2"]
+        print(
+            f"{row['status']:9s} {row['task'] or '':14s} {row['method']:9s} "
+            f"{row['model'] or '':9s} n={row['n_train']!s:5s} seed={row['seed']} "
+            f"lr={row['lr']!s:7s} test rel L2 {err:.4g}"
+        )
+    if args.csv:
+        print(f"wrote {write_csv(rows, args.csv)}")
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pdefm.report import write_report
+    from pdefm.study.results import dataset_summaries, load_plan, load_results
+
+    out = Path(args.out) if args.out else Path(args.directory) / "report"
+    rows = load_results(args.directory)
+    name = load_plan(args.directory)["name"]
+    paths = write_report(
+        rows, out, title=f"pdefm study {name}", datasets=dataset_summaries(args.directory)
+    )
+    print(paths["headline"])
+    print(f"report: {paths['html']} (and {paths['markdown']}, {paths['csv']})")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from importlib.resources import as_file, files
+
+    from pdefm.study.runner import run_study
+
+    with as_file(files("pdefm.study") / "demo.yaml") as spec:
+        root = run_study(spec, args.out, workers=args.workers, progress=not args.quiet)
+    args.directory, args.out = str(root), None
+    return _run_report(args)
 
 
 def _spec_from_args(args: argparse.Namespace):

@@ -1,0 +1,180 @@
+"""Running a study: what is missing, in dependency order (data -> pre-train -> downstream),
+resumable, one process or several (``workers``).
+
+Layout of a study directory::
+
+    study.yaml      the spec as run        plan.json   every run: id, kind, labels, depends
+    data/NAME/      datasets               runs/ID/    one training / evaluation run each
+    report/         written by `pdefm report`
+
+A run is done when its dataset card, or its record with status completed / failed, exists.
+Each run is itself resumable (``generate_dataset``, ``train``), so a study killed at any moment
+continues where it stopped and no run is recorded twice. A directory lock keeps a second
+``study run`` out of the same directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from pdefm.data.io import write_json_atomic
+from pdefm.errors import PdefmError
+from pdefm.study.spec import Study, StudyRun, load_study, run_config
+
+PHASES = ("data", "pretrain", "downstream")
+
+
+def study_dir_for(study: Study, out: str | Path | None) -> Path:
+    return Path(out) if out else study.path.parent / study.name
+
+
+def run_status(run: StudyRun, root: Path) -> str:
+    """ "done", "failed", "partial" (started, resumable) or "todo"."""
+    if run.kind == "data":
+        name = run.labels["name"]
+        if (root / "data" / name / "card.json").is_file():
+            return "done"
+        return "partial" if (root / "data" / name).exists() else "todo"
+    record = root / "runs" / run.id / "record.json"
+    if not record.is_file():
+        return "partial" if (root / "runs" / run.id).exists() else "todo"
+    status = json.loads(record.read_text()).get("status")
+    return {"completed": "done", "failed": "failed"}.get(status, "partial")
+
+
+def plan_lines(study: Study, root: Path) -> list[str]:
+    """One line per run: status, kind, labels."""
+    lines = []
+    for run in study.runs:
+        labels = " ".join(f"{k}={v}" for k, v in run.labels.items())
+        lines.append(f"{run_status(run, root):8s} {run.kind:10s} {run.id}  {labels}")
+    counts = {
+        s: sum(run_status(r, root) == s for r in study.runs)
+        for s in ("done", "failed", "partial", "todo")
+    }
+    lines.append(f"{len(study.runs)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return lines
+
+
+def run_study(
+    path: str | Path, out: str | Path | None = None, workers: int = 1, progress: bool = True
+) -> Path:
+    """Run every missing run of the study in ``path``; returns the study directory."""
+    study = load_study(path)
+    root = study_dir_for(study, out)
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        shutil.copyfile(study.path, root / "study.yaml")
+        write_plan(study, root)
+        todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
+        bar = tqdm(
+            total=len(study.runs),
+            initial=len(study.runs) - len(todo),
+            unit="run",
+            desc=f"study {study.name}",
+            disable=not progress,
+            file=sys.stderr,
+        )
+        with bar:
+            for phase in PHASES:
+                batch = [r for r in todo if r.kind == phase]
+                _run_phase(study, batch, root, workers, bar)
+    return root
+
+
+def write_plan(study: Study, root: Path) -> None:
+    plan = {
+        "name": study.name,
+        "datasets": {n: s.to_dict() for n, (s, _) in study.datasets.items()},
+        "runs": [
+            {"id": r.id, "kind": r.kind, "labels": r.labels, "depends": list(r.depends)}
+            for r in study.runs
+        ],
+    }
+    write_json_atomic(root / "plan.json", plan)
+
+
+def _run_phase(study: Study, runs: list[StudyRun], root: Path, workers: int, bar) -> None:
+    if not runs:
+        return
+    if workers <= 1 or len(runs) == 1:
+        for run in runs:
+            bar.write(_summary(run, execute(study.path, run.id, root, progress=False)))
+            bar.update(1)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_worker_init, initargs=(threads,)
+    ) as pool:
+        futures = {pool.submit(execute, study.path, r.id, root): r for r in runs}
+        for future in futures:
+            bar.write(_summary(futures[future], future.result()))
+            bar.update(1)
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def execute(study_path: Path, run_id: str, root: Path, progress: bool = False) -> dict:
+    """Carry out one run (in this process or a worker); returns a small summary."""
+    from pdefm._malloc import keep_freed_memory
+
+    keep_freed_memory()
+    study = load_study(study_path)
+    run = next(r for r in study.runs if r.id == run_id)
+    start = time.perf_counter()
+    if run.kind == "data":
+        from pdefm.data.generate import generate_dataset
+
+        spec, drop = study.datasets[run.labels["name"]]
+        generate_dataset(
+            spec, root / "data" / run.labels["name"], drop_unsampleable=drop, progress=progress
+        )
+        return {"status": "completed", "seconds": time.perf_counter() - start}
+    from pdefm.train.loop import train
+
+    record = train(run_config(run, root, progress))
+    return {
+        "status": record["status"],
+        "test": record.get("test"),
+        "reason": record.get("reason"),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _summary(run: StudyRun, result: dict) -> str:
+    labels = ", ".join(f"{k} {v}" for k, v in run.labels.items() if k not in ("family",))
+    if result["status"] != "completed":
+        return f"  {run.kind}: {labels}: FAILED ({result.get('reason')})"
+    err = f": test rel L2 {result['test']['rel_l2']:.4g}" if result.get("test") else ""
+    return f"  {run.kind}: {labels}{err} ({result['seconds']:.1f} s)"
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PdefmError(
+                f"study {root} is being run by another process; wait for it or "
+                "use `pdefm study status`"
+            ) from None
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,151 @@
+"""Studies: deterministic expansion, typos rejected with their line, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pdefm.errors import PdefmError
+from pdefm.study.results import load_results
+from pdefm.study.runner import run_status, run_study
+from pdefm.study.spec import load_study
+
+TINY = """\
+name: tiny
+resolution: 32
+sigma: 0.0625
+datasets:
+  pre:  {family: poisson, range: [1, 5], n_train: 64, n_val: 16, n_test: 16}
+  down: {family: poisson, range: [5, 10], n_train: 32, n_val: 16, n_test: 16, seed: 1}
+pretrain:
+  p: {data: pre, model: fno-micro, epochs: 3, lrs: [3e-3]}
+downstream:
+  tasks: [down]
+  sizes: [4, 8, 16]
+  inits: [scratch, p]
+  modes: [full, head]
+  models: [fno-micro]
+  lrs: [0.003]
+  seeds: [0, 1]
+  steps: 10
+  zero_shot: true
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_expansion_is_deterministic_and_complete(tmp_path):
+    a = load_study(write(tmp_path, TINY))
+    b = load_study(write(tmp_path, TINY, "copy.yaml"))
+    assert [r.id for r in a.runs] == [r.id for r in b.runs]
+    kinds = [r.kind for r in a.runs]
+    # 3 sizes x 2 seeds x (1 scratch model + 2 fine-tune modes) + 1 zero-shot
+    assert kinds.count("data") == 2 and kinds.count("pretrain") == 1
+    assert kinds.count("downstream") == 3 * 2 * 3 + 1
+    assert len({r.id for r in a.runs}) == len(a.runs)
+    down = [r for r in a.runs if r.kind == "downstream" and r.labels["method"] == "finetune"]
+    stage = next(r for r in a.runs if r.kind == "pretrain")
+    assert all(stage.id in r.depends for r in down)
+    changed = load_study(write(tmp_path, TINY.replace("steps: 10", "steps: 11"), "c.yaml"))
+    assert {r.id for r in changed.runs if r.kind != "downstream"} == {
+        r.id for r in a.runs if r.kind != "downstream"
+    }
+    trained = [r for r in changed.runs if r.kind == "downstream" and r.labels["n_train"]]
+    assert not {r.id for r in trained} & {r.id for r in a.runs}  # zero-shot has no budget
+
+
+@pytest.mark.parametrize(
+    "old,new,match,line",
+    [
+        ("epochs: 3, lrs", "epocs: 3, lrs", "unknown key 'epocs' in pretrain.p", 8),
+        (
+            "model: fno-micro, epochs",
+            "model: fno-huge, epochs",
+            "unknown model preset 'fno-huge'",
+            8,
+        ),
+        ("inits: [scratch, p]", "inits: [scratch, q]", "init 'q' is neither scratch nor", 12),
+        ("tasks: [down]", "tasks: [dwn]", "no dataset named 'dwn'", 10),
+        (
+            "family: poisson, range: [1, 5]",
+            "family: poison, range: [1, 5]",
+            "unknown PDE family",
+            5,
+        ),
+        ("sizes: [4, 8, 16]", "sizes: [4, 8, 64]", "size 64 is outside 1..32", 11),
+        ("  steps: 10\n", "  steps: 10\n  epochs: 3\n", "exactly one of epochs or steps", 10),
+        ("modes: [full, head]", "modes: [full, sideways]", "unknown mode 'sideways'", 13),
+    ],
+)
+def test_typos_are_rejected_with_their_line_before_anything_runs(tmp_path, old, new, match, line):
+    assert old in TINY
+    path = write(tmp_path, TINY.replace(old, new))
+    with pytest.raises(PdefmError, match=match) as info:
+        run_study(path, tmp_path / "out", progress=False)
+    assert f"study.yaml:{line}:" in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(PdefmError, match=r"study.yaml:\d+: not valid YAML"):
+        load_study(write(tmp_path, "name: x\ndatasets: [unclosed\n"))
+    with pytest.raises(PdefmError, match="cannot read study file"):
+        load_study(tmp_path / "nope.yaml")
+
+
+def test_killed_study_finishes_with_every_run_done_exactly_once(tmp_path):
+    spec = write(tmp_path, TINY)
+    root = tmp_path / "tiny"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pdefm.cli",
+        "study",
+        "run",
+        str(spec),
+        "--out",
+        str(root),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = [
+            p
+            for p in root.glob("runs/*/record.json")
+            if json.loads(p.read_text()).get("status") == "completed"
+        ]
+        if len(done) >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {
+        p: p.read_bytes()
+        for p in root.glob("runs/*/record.json")
+        if json.loads(p.read_text()).get("status") == "completed"
+    }
+    assert 4 <= len(before) < 20
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    study = load_study(spec)
+    assert all(run_status(r, root) == "done" for r in study.runs)
+    for path, content in before.items():  # finished runs were not run again
+        assert path.read_bytes() == content
+    records = list(root.glob("runs/*/record.json"))
+    assert len(records) == sum(r.kind != "data" for r in study.runs)
+    rows = load_results(root)
+    assert all(r["status"] == "completed" for r in rows)
+    assert {r["method"] for r in rows} == {"pretrain", "scratch", "finetune", "zero-shot"}
+    second = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    assert "study done" in second.stdout
+    assert {p: p.read_bytes() for p in before} == before
