@@ -1,0 +1,96 @@
+"""Render one neutral list of blocks as Markdown and as self-contained HTML.
+
+A block is a tuple: ("h1" | "h2" | "p", text), ("table", header, rows) or ("img", caption,
+path). Both renderers read the same blocks, so the two reports always hold the same content.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+Block = tuple
+
+CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
+    "img{max-width:100%}.headline{font-size:1.2em;background:#eef;padding:0.5em}"
+)
+
+
+def _md_cell(text: str) -> str:
+    """A Markdown table cell: pipes escaped, newlines flattened."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |"]
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    """report.md: figures linked by file name (they sit next to it)."""
+    out = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h1":
+            out.append(f"# {block[1]}")
+        elif kind == "h2":
+            out.append(f"## {block[1]}")
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "headline":
+            out.append(f"**{block[1]}**")
+        elif kind == "table":
+            out.append(_md_table(block[1], block[2]))
+        elif kind == "img":
+            out.append(f"![{block[1]}]({Path(block[2]).name})")
+    return "\n\n".join(out) + "\n"
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table with every cell escaped."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_img(caption: str, path: Path) -> str:
+    """A figure with the PNG embedded as a base64 data URI (no external resources)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    cap = html.escape(caption)
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{cap}">'
+        f"<figcaption>{cap}</figcaption></figure>"
+    )
+
+
+def _html_block(block: Block) -> str:
+    """One block as HTML."""
+    kind = block[0]
+    if kind in ("h1", "h2", "p"):
+        return f"<{kind}>{html.escape(block[1])}</{kind}>"
+    if kind == "headline":
+        return f'<p class="headline"><strong>{html.escape(block[1])}</strong></p>'
+    if kind == "table":
+        return _html_table(block[1], block[2])
+    if kind == "img":
+        return _html_img(block[1], block[2])
+    raise ValueError(f"unknown report block {kind!r}")
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    """report.html: one file, inline CSS, PNGs as data URIs."""
+    body = "\n".join(_html_block(b) for b in blocks)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )

@@ -1,0 +1,187 @@
+"""write_report: results table -> report.md, report.html, results.csv and the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pdefm.report import figures
+from pdefm.report.analysis import fits_by_curve, headline_from_curves, savings_by_curve
+from pdefm.report.fits import PowerLawFit
+from pdefm.report.render import to_html, to_markdown
+from pdefm.report.table import (
+    build_curves,
+    by_task,
+    failed_rows,
+    summary_rows,
+    usable_rows,
+    validate_rows,
+    write_csv,
+)
+
+SAVINGS_NOTE = (
+    "Savings = N_scratch(target) / N_finetune(target) for each fine-tune curve against the "
+    "scratch curve of the same model. Targets are the mean errors scratch reaches at its own "
+    "sizes. N(target) interpolates log N linearly in log error along the curve made monotone "
+    "(running minimum over N). '> x': scratch never reaches the target by its largest N, or "
+    "fine-tuning already reaches it at its smallest N; '< x': the reverse."
+)
+FITS_NOTE = (
+    "err(N) = a N^(-b) + c fitted per curve to every run: c on a grid in [0, min err) (50 values "
+    "incl. 0, refined once around the best), a and b by least squares of log(err - c) on log N, "
+    "the c with the lowest squared error in log(err) kept; c = 0 with fewer than 3 sizes. "
+    "95% percentile intervals from 200 bootstrap refits resampling seeds with replacement, or "
+    "single (N, err) points when a curve has one seed (column 'bootstrap')."
+)
+SHIFT_NOTE = (
+    "Shift = |midpoint of the task range - midpoint of the pre-training range| / width of the "
+    "pre-training range (0: same centre; 1: one pre-training width away)."
+)
+
+
+def _n_text(n: float, found: str) -> str:
+    """N with how it was found: '181', '<= 8' (reached at the smallest size), '> 512'."""
+    prefix = {"exact": "", "at_most": "<= ", "not_reached": "> "}[found]
+    return f"{prefix}{n:.4g}"
+
+
+def _savings_rows(savings) -> list[list[str]]:
+    """Rows of the savings table."""
+    out = []
+    for ft, _, res in savings:
+        for r in res:
+            n_s = _n_text(r["n_scratch"], r["scratch_found"])
+            n_f = _n_text(r["n_finetune"], r["finetune_found"])
+            key = ft.key
+            target = f"{r['target']:.4g}"
+            out.append([key.task, key.label(False), key.model, target, n_s, n_f, r["text"]])
+    return out
+
+
+def _ci_text(fit: PowerLawFit, name: str) -> str:
+    """'0.51 [0.47, 0.54]' or just the value when there is no interval."""
+    value = f"{getattr(fit, name):.3g}"
+    if name not in fit.ci:
+        return value
+    lo, hi = fit.ci[name]
+    return f"{value} [{lo:.3g}, {hi:.3g}]"
+
+
+def _fits_rows(fits) -> list[list[str]]:
+    """Rows of the scaling-law table."""
+    return [
+        [c.key.task, c.key.label(with_model=False), c.key.model]
+        + [_ci_text(f, k) for k in "abc"]
+        + [f.bootstrap, f"{f.n_points} / {f.n_seeds}"]
+        for c, f in fits
+    ]
+
+
+def _figure_or_note(blocks: list, ok: bool, draw, caption: str, note: str) -> Path | None:
+    """Draw a figure and add it as a block when ``ok``; otherwise add ``note`` saying why not."""
+    if not ok:
+        blocks.append(("p", note))
+        return None
+    path = draw()
+    blocks.append(("img", caption, path))
+    return path
+
+
+def _curve_sections(curves, out: Path) -> tuple[list, list]:
+    """Error-vs-N figure and summary table, savings table and figure, fits table."""
+    tasks, savings = by_task(curves), savings_by_curve(curves)
+    b: list = [("h2", "Test error vs downstream examples")]
+    f1 = _figure_or_note(
+        b,
+        bool(tasks),
+        lambda: figures.error_vs_n(tasks, out / "error_vs_n.png"),
+        "Test rel. L2 vs N: mean over seeds, band min-max; "
+        "fine-tune solid, scratch dashed, zero-shot dotted",
+        "No completed downstream runs yet.",
+    )
+    header = ["task", "method", "model", "N", "seeds", "test rel L2 (mean ± sd)"]
+    b.append(("table", header, summary_rows(curves)))
+    b += [("h2", "Data savings"), ("p", SAVINGS_NOTE)]
+    header = ["task", "fine-tune", "model", "target", "N scratch", "N fine-tune", "savings"]
+    b.append(("table", header, _savings_rows(savings)))
+    f2 = _figure_or_note(
+        b,
+        bool(savings),
+        lambda: figures.savings_figure(savings, out / "savings.png"),
+        "Savings factor vs target error (triangles: bounds)",
+        "No task has both a scratch and a fine-tune curve of one model.",
+    )
+    b += [("h2", "Scaling-law fits"), ("p", FITS_NOTE)]
+    header = ["task", "method", "model", "a [95% CI]", "b [95% CI]", "c [95% CI]"]
+    b.append(("table", header + ["bootstrap", "runs / seeds"], _fits_rows(fits_by_curve(curves))))
+    return b, [f1, f2]
+
+
+def _scaling_sections(rows, curves, out: Path, datasets) -> tuple[list, list]:
+    """Model-size figure, OOD-shift figure, parameter histograms: each only when meaningful."""
+    tasks = by_task(curves)
+    shifts = figures.shift_points(usable_rows(rows))
+    n_models = len({k.model for k in curves})
+    multi_shift = any(len({s for by in p.values() for s in by}) > 1 for p in shifts.values())
+    b: list = [("h2", "Error vs model size at fixed N")]
+    f4 = _figure_or_note(
+        b,
+        n_models > 1,
+        lambda: figures.model_size(tasks, out / "model_size.png"),
+        "Test rel. L2 vs parameter count at each N",
+        f"Only {n_models} model size in the results: no model-scaling figure.",
+    )
+    b += [("h2", "Error vs OOD shift"), ("p", SHIFT_NOTE)]
+    f5 = _figure_or_note(
+        b,
+        multi_shift,
+        lambda: figures.shift_figure(shifts, out / "shift.png"),
+        "Fine-tune test rel. L2 vs shift, one line per N",
+        "Fewer than two distinct shifts among fine-tune runs: no shift figure.",
+    )
+    b.append(("h2", "Parameter distributions"))
+    f6 = _figure_or_note(
+        b,
+        bool(datasets),
+        lambda: figures.histograms(datasets, out / "parameters.png"),
+        "Realised physics-parameter histograms; declared ranges as bars at the bottom",
+        "No dataset cards given: no parameter histograms.",
+    )
+    return b, [f4, f5, f6]
+
+
+def _failed_section(rows: list[dict]) -> list:
+    """The table of failed or unfinished runs (or 'None.')."""
+    fails = failed_rows(rows)
+    header = ["run_id", "kind", "status", "task", "method", "model", "N", "seed"]
+    body = ("table", header, fails) if fails else ("p", "None.")
+    return [("h2", "Failed or unfinished runs"), body]
+
+
+def write_report(
+    rows: list[dict],
+    out_dir: str | Path,
+    title: str = "pdefm study",
+    datasets: dict[str, dict] | None = None,
+) -> dict:
+    """Write out_dir/report.md, report.html (PNGs embedded as base64), results.csv and *.png.
+
+    Returns {"markdown": path, "html": path, "csv": path, "figures": [paths], "headline": str}.
+    Only completed downstream runs enter figures and fits; every row goes to results.csv and
+    the ones not completed are listed in the report.
+    """
+    validate_rows(rows)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    curves = build_curves(rows)
+    head = headline_from_curves(curves)
+    n_down = len(usable_rows(rows))
+    intro = f"{len(rows)} runs in the table; {n_down} completed downstream runs enter the figures."
+    b1, f1 = _curve_sections(curves, out)
+    b2, f2 = _scaling_sections(rows, curves, out, datasets)
+    blocks = [("h1", title), ("headline", head), ("p", intro), *b1, *b2, *_failed_section(rows)]
+    figs = [f for f in f1 + f2 if f is not None]
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(to_markdown(blocks), encoding="utf-8")
+    page.write_text(to_html(blocks, title), encoding="utf-8")
+    csv_path = write_csv(rows, out / "results.csv")
+    return {"markdown": md, "html": page, "csv": csv_path, "figures": figs, "headline": head}

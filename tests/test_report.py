@@ -1,0 +1,193 @@
+"""pdefm.report: scaling fits, data savings, headline, the written report; no torch needed."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pdefm.report import data_savings, fit_power_law, headline, write_report
+
+SIZES = [8, 16, 32, 64, 128, 256, 512]
+
+
+def test_fit_power_law_recovers_law_and_ci_contains_truth():
+    rng = np.random.default_rng(0)
+    n = np.tile(np.array(SIZES, dtype=float), 3)
+    seeds = np.repeat([0, 1, 2], len(SIZES))
+    err = (2.0 * n**-0.5 + 0.01) * np.exp(0.02 * rng.standard_normal(n.size))
+    fit = fit_power_law(n, err, seeds)
+    assert fit.bootstrap == "seeds" and fit.n_seeds == 3
+    assert abs(fit.b - 0.5) < 0.1
+    assert abs(fit.a - 2.0) < 0.3 and 0.0 <= fit.c < 0.03
+    for name, truth in (("a", 2.0), ("b", 0.5), ("c", 0.01)):
+        lo, hi = fit.ci[name]
+        assert lo <= truth <= hi, (name, lo, hi)
+
+
+def test_fit_power_law_exact_and_one_seed_bootstraps_points():
+    n = np.array(SIZES, dtype=float)
+    fit = fit_power_law(n, 3.0 * n**-0.7)  # c = 0 is on the grid: exact recovery
+    assert fit.bootstrap == "points"
+    assert fit.c == 0.0 and fit.b == pytest.approx(0.7, abs=1e-9)
+    assert fit.a == pytest.approx(3.0, rel=1e-9)
+
+
+def curve(n, scale=1.0):
+    """err = (scale N)^-1/2 at the given sizes."""
+    n = np.asarray(n, dtype=float)
+    return n, (scale * n) ** -0.5
+
+
+def test_data_savings_exact_inside_both_ranges():
+    scratch, ft = curve(SIZES), curve(SIZES, 16.0)
+    # scratch errors at N in (128, 512] are inside the fine-tune curve's range too
+    targets = [150**-0.5, 256**-0.5, 400**-0.5, 512**-0.5]
+    for r in data_savings(scratch, ft, targets):
+        assert r["relation"] == "=" and r["savings"] == pytest.approx(16.0, rel=1e-9)
+        assert r["text"] == "16"
+
+
+def test_data_savings_bounds():
+    scratch, ft = curve(SIZES), curve(SIZES, 16.0)
+    only_ft = 2048**-0.5  # fine-tuning reaches it at N = 128, scratch not by 512
+    neither = 1e5**-0.5
+    low, none = data_savings(scratch, ft, [only_ft, neither])
+    assert low["relation"] == ">" and low["text"] == "> 4"
+    assert low["savings"] == pytest.approx(512 / 128) and low["scratch_found"] == "not_reached"
+    assert none["relation"] == "neither" and math.isnan(none["savings"])
+    assert none["text"] == "neither reaches"
+    # a fine-tune curve that stalls: reached by scratch only -> an upper bound
+    stall = (np.array(SIZES, float), np.maximum(curve(SIZES, 16.0)[1], 0.1))
+    (up,) = data_savings(scratch, stall, [0.05])
+    assert up["relation"] == "<" and up["savings"] == pytest.approx(400 / 512)
+
+
+def row(task, method, n, err, seed=0, model="fno-tiny", init=None, **kw) -> dict:
+    """A completed downstream row with sensible defaults."""
+    lo, hi = kw.pop("task_range", (5.0, 10.0))
+    pre = kw.pop("pretrain_range", (None, None) if method == "scratch" else (1.0, 5.0))
+    init = init or ("scratch" if method == "scratch" else "poisson_1-5")
+    mode = {"scratch": "full", "finetune": "full", "zero-shot": "zero-shot"}[method]
+    base = dict(
+        run_id=f"{task}-{method}-{init}-{model}-{n}-{seed}", kind="downstream",
+        status="completed", task=task, family="poisson", parameter="e", task_low=lo,
+        task_high=hi, method=method, init=init, mode=mode, model=model,
+        params={"fno-micro": 9000, "fno-tiny": 70000}[model], seed=seed, n_train=n,
+        lr=None if method == "zero-shot" else 1e-3, val_rel_l2=err, test_rel_l2=err,
+        test_mse=err**2, test_residual=0.1, pretrain_low=pre[0], pretrain_high=pre[1],
+        wall_time_s=1.0,
+    )  # fmt: skip
+    base.update(kw)
+    return base
+
+
+def test_headline_sentence():
+    rows = [row("b_task", "scratch", n, 0.5) for n in (8, 16)]
+    rows += [row("a_task", "scratch", n, (n / 8) ** -0.5) for n in SIZES]  # 100% at 8
+    rows += [row("a_task", "finetune", n, 0.25 * (n / 8) ** -0.5) for n in (8, 16, 32)]
+    expected = (
+        "On a_task (fno-tiny, fine-tuned from poisson_1-5, mode full): fine-tuning reached "
+        "25.0% error with 8 examples; scratch needed 128"
+    )
+    assert headline(rows) == expected
+    # scratch that stops at 64 examples only gives a bound
+    short = [r for r in rows if not (r["method"] == "scratch" and r["n_train"] > 64)]
+    assert headline(short).endswith("scratch did not reach it with 64 examples")
+
+
+def test_learning_rate_selected_on_validation():
+    rows = [row("t", "scratch", n, 1.0) for n in SIZES]
+    rows += [row("t", "finetune", 8, 0.5), row("t", "finetune", 16, 0.4)]
+    # same run with another lr: better test error but worse validation error -> not chosen
+    rows.append(row("t", "finetune", 8, 0.01, val_rel_l2=0.9, lr=1e-2, run_id="other-lr"))
+    assert "reached 50.0% error" in headline(rows)
+
+
+TASKS = {"poisson_10-20": (10.0, 20.0), "poisson_5-10": (5.0, 10.0)}
+INITS = {"poisson_1-5": (1.0, 5.0), "poisson_1-2.5": (1.0, 2.5)}
+
+
+def synthetic_err(rng, n_eff: float, gain: float) -> float:
+    """gain (0.9 n_eff^-0.4 + 0.02) with 3% multiplicative noise; n_eff = 0 means zero-shot."""
+    clean = 0.5 if n_eff == 0 else 0.9 * n_eff**-0.4 + 0.02
+    return gain * clean * math.exp(0.03 * rng.standard_normal())
+
+
+def fixture_rows() -> list[dict]:
+    """2 tasks x (scratch, finetune from 2 pre-training ranges, zero-shot) x 2 models x 2 seeds
+    x sizes 8..512, one failed run and one pre-training run."""
+    rng = np.random.default_rng(1)
+    rows = []
+    grid = [(t, m, g, s) for t in TASKS for m, g in (("fno-micro", 1.0), ("fno-tiny", 0.8))
+            for s in (0, 1)]  # fmt: skip
+    for task, model, gain, seed in grid:
+        common = dict(seed=seed, model=model, task_range=TASKS[task])
+        for n in SIZES:
+            rows.append(row(task, "scratch", n, synthetic_err(rng, n, gain), **common))
+        for init, pre in INITS.items():
+            # transfer helps less the further the pre-training range lies from the task
+            boost = 30.0 / (1 + abs(sum(TASKS[task]) - sum(pre)) / 10)
+            ft = dict(common, init=init, pretrain_range=pre)
+            for n in SIZES:
+                rows.append(row(task, "finetune", n, synthetic_err(rng, boost * n, gain), **ft))
+            rows.append(row(task, "zero-shot", 0, synthetic_err(rng, 0, gain), **ft))
+    fail = row("poisson_5-10", "finetune", 8, float("nan"), seed=7, status="failed")
+    pre = row("poisson_1-5", "scratch", 4096, 0.01, kind="pretrain", run_id="pretrain-1")
+    return rows + [fail, pre]
+
+
+DATASETS = {
+    "poisson_1-5": {"family": "poisson", "parameter": "e", "low": 1, "high": 5,
+                    "role": "pretrain",
+                    "histogram": {"edges": [1, 2, 3, 4, 5], "counts": [10, 12, 9, 11]}},
+    "poisson_10-20": {"family": "poisson", "parameter": "e", "low": 10, "high": 20,
+                      "role": "downstream",
+                      "histogram": {"edges": [10, 15, 20], "counts": [5, 6]}},
+    "helmholtz_1-10": {"family": "helmholtz", "parameter": "w", "low": 1, "high": 10,
+                       "role": "pretrain", "histogram": {"counts": {"1": 10, "3": 7, "10": 4}}},
+    # integer law with its counts at the top level (the shape pdefm.study.results writes)
+    "helmholtz_10-20": {"family": "helmholtz", "parameter": "w", "low": 10, "high": 20,
+                        "role": "downstream", "counts": {"11": 3, "15": 5, "20": 2}},
+}  # fmt: skip
+
+
+def test_write_report_fixture(tmp_path):
+    rows = fixture_rows()
+    out = write_report(rows, tmp_path / "rep", title="fixture <study>", datasets=DATASETS)
+    names = sorted(p.name for p in out["figures"])
+    expected = ["error_vs_n.png", "model_size.png", "parameters.png", "savings.png", "shift.png"]
+    assert names == expected
+    for p in out["figures"]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = out["html"].read_text()
+    assert html.count('<img src="data:image/png;base64,') == len(names)
+    assert out["headline"] in html.replace("&#x27;", "'") and "fixture &lt;study&gt;" in html
+    assert not re.search(r'(src|href)="(http|//)', html)  # self-contained
+    md = out["markdown"].read_text()
+    assert out["headline"] in md
+    for name in names:
+        assert f"]({name})" in md
+    assert "failed" in md and "poisson_10-20" in md
+    with open(out["csv"], newline="") as fh:
+        table = list(csv.reader(fh))
+    assert len(table) == len(rows) + 1 and table[0][0] == "run_id"
+    assert out["headline"].startswith("On poisson_10-20 (")
+
+
+def test_write_report_single_model_says_why(tmp_path):
+    rows = [r for r in fixture_rows() if r["model"] == "fno-tiny"]
+    out = write_report(rows, tmp_path)
+    md = out["markdown"].read_text()
+    assert "Only 1 model size" in md and "No dataset cards given" in md
+    assert sorted(p.name for p in out["figures"]) == ["error_vs_n.png", "savings.png", "shift.png"]
+
+
+def test_import_does_not_pull_torch():
+    code = "import sys, pdefm.report; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
