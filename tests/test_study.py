@@ -149,3 +149,27 @@ def test_killed_study_finishes_with_every_run_done_exactly_once(tmp_path):
     second = subprocess.run(cmd, check=True, capture_output=True, text=True)
     assert "study done" in second.stdout
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_study_results_report_and_cache(tmp_path, capsys):
+    from pdefm.cli import _fresh_report, main
+
+    small = TINY.replace("sizes: [4, 8, 16]", "sizes: [4, 16]").replace(
+        "seeds: [0, 1]", "seeds: [0]"
+    )
+    spec = write(tmp_path, small.replace("modes: [full, head]", "modes: [full]"))
+    root = tmp_path / "tiny"
+    assert main(["study", "run", str(spec), "--out", str(root), "--quiet"]) == 0
+    assert main(["study", "plan", str(spec), "--out", str(root)]) == 0
+    assert "0 todo" in capsys.readouterr().out
+    assert main(["study", "status", str(root)]) == 0
+    assert main(["results", str(root), "--csv", str(tmp_path / "r.csv")]) == 0
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].startswith("run_id,kind,status") and len(lines) == 1 + 1 + 2 * 2 + 1
+    assert _fresh_report(root) is None
+    assert main(["report", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "fine-tuning reached" in out or "scratch" in out
+    html = (root / "report" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2
+    assert _fresh_report(root) == (root / "report" / "headline.txt").read_text().strip()

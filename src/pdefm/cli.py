@@ -288,11 +288,11 @@ def _add_study(sub) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     plan = verbs.add_parser("plan", help="print the expanded runs and what is already done")
     plan.add_argument("file", help="study YAML")
-    plan.add_argument("--out", help="study directory (default: next to FILE, named after it)")
+    plan.add_argument("--out", help="study directory (default: ./NAME, the study's name)")
     plan.set_defaults(run=_run_study_plan)
     run = verbs.add_parser("run", help="run what is missing (data -> pre-train -> downstream)")
     run.add_argument("file", help="study YAML")
-    run.add_argument("--out", help="study directory (default: next to FILE, named after it)")
+    run.add_argument("--out", help="study directory (default: ./NAME, the study's name)")
     run.add_argument(
         "--workers", type=int, default=1, help="runs side by side in separate processes (default 1)"
     )
@@ -402,6 +402,7 @@ def _run_report(args: argparse.Namespace) -> int:
     paths = write_report(
         rows, out, title=f"pdefm study {name}", datasets=dataset_summaries(args.directory)
     )
+    (out / "headline.txt").write_text(paths["headline"] + "\n")
     print(paths["headline"])
     print(f"report: {paths['html']} (and {paths['markdown']}, {paths['csv']})")
     return 0
@@ -414,8 +415,22 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     with as_file(files("pdefm.study") / "demo.yaml") as spec:
         root = run_study(spec, args.out, workers=args.workers, progress=not args.quiet)
+    cached = _fresh_report(root)
+    if cached is not None:
+        print(cached)
+        print(f"report: {root / 'report' / 'report.html'} (cached; delete it to rebuild)")
+        return 0
     args.directory, args.out = str(root), None
     return _run_report(args)
+
+
+def _fresh_report(root) -> str | None:
+    """The headline of ``root``'s report if it is newer than every run record."""
+    headline, html = root / "report" / "headline.txt", root / "report" / "report.html"
+    if not (headline.is_file() and html.is_file()):
+        return None
+    newest = max((p.stat().st_mtime for p in root.glob("runs/*/record.json")), default=0.0)
+    return headline.read_text().strip() if html.stat().st_mtime >= newest else None
 
 
 def _spec_from_args(args: argparse.Namespace):

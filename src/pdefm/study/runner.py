@@ -36,7 +36,8 @@ PHASES = ("data", "pretrain", "downstream")
 
 
 def study_dir_for(study: Study, out: str | Path | None) -> Path:
-    return Path(out) if out else study.path.parent / study.name
+    """``out``, or a directory named after the study in the current directory."""
+    return Path(out) if out else Path(study.name)
 
 
 def run_status(run: StudyRun, root: Path) -> str:

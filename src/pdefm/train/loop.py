@@ -49,7 +49,7 @@ def train(config: RunConfig) -> dict:
     splits = _open_splits(config)
     resolved = config.resolved(_data_hash(splits["train"].card))
     run_id = RunConfig.run_id(resolved)
-    run_dir = Path(config.out) / run_id
+    run_dir = Path(config.out) / (config.run_name or run_id)
     done = _finished_record(run_dir)
     if done is not None:
         return done
@@ -368,7 +368,7 @@ def _new_record(config: RunConfig, resolved: dict, run_id: str, device) -> dict:
         "device": str(device),
         "pdefm_version": __version__,
         "torch_version": torch.__version__,
-        "out": str(Path(config.out) / run_id),
+        "out": str(Path(config.out) / (config.run_name or run_id)),
     }
 
 
