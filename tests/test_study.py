@@ -173,3 +173,25 @@ def test_study_results_report_and_cache(tmp_path, capsys):
     html = (root / "report" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2
     assert _fresh_report(root) == (root / "report" / "headline.txt").read_text().strip()
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(str(p) for p in (Path(__file__).parents[1] / "studies").glob("*/*.yaml"))
+    + [str(Path(__file__).parents[1] / "src/pdefm/study/demo.yaml")],
+)
+def test_shipped_studies_are_valid(path):
+    study = load_study(path)
+    kinds = {r.kind for r in study.runs}
+    assert kinds == {"data", "pretrain", "downstream"}
+
+
+def test_parallel_workers_run_each_run_once(tmp_path):
+    small = TINY.replace("sizes: [4, 8, 16]", "sizes: [4, 8]").replace(
+        "seeds: [0, 1]", "seeds: [0]"
+    )
+    spec = write(tmp_path, small)
+    root = run_study(spec, tmp_path / "par", workers=2, progress=False)
+    study = load_study(spec)
+    assert all(run_status(r, root) == "done" for r in study.runs)
+    assert len(list(root.glob("runs/*/record.json"))) == sum(r.kind != "data" for r in study.runs)
