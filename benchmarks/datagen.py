@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _markdown import write_section  # the benchmarks' directory is on sys.path as a script
 
 import pdefm
 from pdefm._malloc import keep_freed_memory
@@ -57,13 +58,6 @@ ISSUE_REFERENCE_RESOLUTION = 128
 TARGET_SPEEDUP = 20.0  # to-disk vs reference, at least
 TARGET_SLOWDOWN = 3.0  # bare / in-memory, at most
 SECTION = "## Data generation (benchmarks/datagen.py)"
-FILE_HEADER = """# pdefm benchmarks
-
-Figures here are measured, not estimated, by the scripts in `benchmarks/`; each section names the
-command, machine and date that produced it. Compare figures only within one run (one section):
-the machines are shared and noisy, so absolute rates move from run to run, which is why each
-script interleaves the measurements it compares.
-"""
 
 
 # -- options -----------------------------------------------------------------------------------
@@ -366,38 +360,6 @@ def report(
             "",
         ]
     )
-
-
-def replace_section(text: str, section: str) -> str:
-    """``text`` with the markdown section titled like ``section``'s first line replaced by it
-    (or appended); sections run from a ``## `` heading to the next one, outside code fences."""
-    title = section.splitlines()[0].strip()
-    lines = text.splitlines()
-    start = end = None
-    in_fence = False
-    for i, line in enumerate(lines):
-        if line.lstrip().startswith("```"):
-            in_fence = not in_fence
-        if in_fence or not line.startswith("## "):
-            continue
-        if start is None and line.strip() == title:
-            start = i
-        elif start is not None:
-            end = i
-            break
-    new = section.rstrip("\n").splitlines()
-    if start is None:
-        head = "\n".join(lines).rstrip("\n")
-        return f"{head}\n\n" + "\n".join(new) + "\n"
-    tail = lines[end:] if end is not None else []
-    body = lines[:start] + new + ([""] if tail else []) + tail
-    return "\n".join(body).rstrip("\n") + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace or add the section in ``path``, creating the file with a header if needed."""
-    text = path.read_text() if path.is_file() else FILE_HEADER
-    path.write_text(replace_section(text, section))
 
 
 def main(argv: list[str] | None = None) -> int:

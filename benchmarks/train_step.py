@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from _markdown import write_section  # the benchmarks' directory is on sys.path as a script
 
 import pdefm
 from pdefm.models import create_model, parameter_count
@@ -51,11 +52,6 @@ TARGET_PRESET, TARGET_RESOLUTION, TARGET_SPEEDUP = "fno-16m", 128, 1.5
 ISSUE_REFERENCE_RATE = 3.7  # samples/s, the issue's figure for the reference (fno-16m, 128)
 MIN_SECONDS = 0.5  # each timed measurement runs at least this long
 SECTION = "## Training step (benchmarks/train_step.py)"
-FILE_HEADER = """# pdefm benchmarks
-
-Figures here are measured, not estimated, by the scripts in `benchmarks/`; each section names the
-command, machine and date that produced it. Compare figures only within one run (one section).
-"""
 
 
 @dataclass
@@ -290,37 +286,6 @@ def report(rows: list[Row], args: argparse.Namespace, started: dt.datetime) -> s
             "",
         ]
     )
-
-
-def replace_section(text: str, section: str) -> str:
-    """``text`` with the ``## `` section titled like ``section``'s first line replaced by it
-    (or appended); sections run from a ``## `` heading to the next one, outside code fences."""
-    title = section.splitlines()[0].strip()
-    lines = text.splitlines()
-    start = end = None
-    in_fence = False
-    for i, line in enumerate(lines):
-        if line.lstrip().startswith("```"):
-            in_fence = not in_fence
-        if in_fence or not line.startswith("## "):
-            continue
-        if start is None and line.strip() == title:
-            start = i
-        elif start is not None:
-            end = i
-            break
-    new = section.rstrip("\n").splitlines()
-    if start is None:
-        return "\n".join(lines).rstrip("\n") + "\n\n" + "\n".join(new) + "\n"
-    tail = lines[end:] if end is not None else []
-    body = lines[:start] + new + ([""] if tail else []) + tail
-    return "\n".join(body).rstrip("\n") + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace or add the section in ``path``, creating the file with a header if needed."""
-    text = path.read_text() if path.is_file() else FILE_HEADER
-    path.write_text(replace_section(text, section))
 
 
 def main(argv: list[str] | None = None) -> int:

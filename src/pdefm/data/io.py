@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+from pdefm.errors import PdefmError
 
 
 def fsync_dir(path: Path) -> None:
@@ -33,3 +38,18 @@ def write_json_atomic(path: Path, obj: object, durable: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
     atomic_replace(tmp, path, durable)
+
+
+@contextlib.contextmanager
+def directory_lock(path: Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking lock on directory ``path`` (released when the process
+    dies, however it dies); a second holder gets PdefmError(``busy``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PdefmError(busy) from None
+        yield
+    finally:
+        os.close(fd)

@@ -34,7 +34,7 @@ def _grid(n_panels: int, width: float = 4.2, height: float = 3.3, ncols: int = 3
 
 def _save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as PNG and return the path."""
-    fig.savefig(path, dpi=DPI, format="png")
+    fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")  # keep wide legends whole
     return path
 
 

@@ -15,21 +15,17 @@ continues where it stopped and no run is recorded twice. A directory lock keeps 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pdefm.data.io import write_json_atomic
-from pdefm.errors import PdefmError
+from pdefm.data.io import directory_lock, write_json_atomic
 from pdefm.study.spec import Study, StudyRun, load_study, run_config
 
 PHASES = ("data", "pretrain", "downstream")
@@ -75,7 +71,8 @@ def run_study(
     study = load_study(path)
     root = study_dir_for(study, out)
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
+    busy = f"study {root} is being run by another process; wait for it or use `pdefm study status`"
+    with directory_lock(root, busy):
         shutil.copyfile(study.path, root / "study.yaml")
         write_plan(study, root)
         todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
@@ -111,7 +108,7 @@ def _run_phase(study: Study, runs: list[StudyRun], root: Path, workers: int, bar
         return
     if workers <= 1 or len(runs) == 1:
         for run in runs:
-            bar.write(_summary(run, execute(study.path, run.id, root, progress=False)))
+            bar.write(_summary(run, execute(study.path, run.id, root, progress=not bar.disable)))
             bar.update(1)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -158,24 +155,12 @@ def execute(study_path: Path, run_id: str, root: Path, progress: bool = False) -
 
 
 def _summary(run: StudyRun, result: dict) -> str:
-    labels = ", ".join(f"{k} {v}" for k, v in run.labels.items() if k not in ("family",))
+    labels = ", ".join(
+        f"{k} {v}"
+        for k, v in run.labels.items()
+        if k not in ("family", "task_low", "task_high", "low", "high")
+    )
     if result["status"] != "completed":
         return f"  {run.kind}: {labels}: FAILED ({result.get('reason')})"
     err = f": test rel L2 {result['test']['rel_l2']:.4g}" if result.get("test") else ""
     return f"  {run.kind}: {labels}{err} ({result['seconds']:.1f} s)"
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PdefmError(
-                f"study {root} is being run by another process; wait for it or "
-                "use `pdefm study status`"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
