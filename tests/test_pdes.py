@@ -162,6 +162,8 @@ def test_advection_diffusion_ratio_is_met_exactly(low, high):
     diff = operator_by_derivatives(Poisson(c=pde.c), u, c, grid) * (1 - c["l"].reshape(b))
     psi = adv.flatten(1).norm(dim=1) / diff.flatten(1).norm(dim=1)
     torch.testing.assert_close(psi, block.parameter, rtol=1e-9, atol=0)
+    u_hat = torch.fft.rfft2(u)  # the solver's own Parseval sums agree
+    torch.testing.assert_close(pde.ratio(u_hat, c, grid), block.parameter, rtol=1e-9, atol=0)
     assert ((psi >= low) & (psi <= high)).all()
     assert ((c["l"] > 0) & (c["l"] < 1)).all()
 

@@ -11,11 +11,6 @@ from pdefm import __version__
 from pdefm.errors import PdefmError
 
 FAMILY_NAMES = ("poisson", "advection_diffusion", "helmholtz")
-DEFAULT_RANGES = {
-    "poisson": (1.0, 5.0),
-    "advection_diffusion": (0.2, 1.0),
-    "helmholtz": (1.0, 10.0),
-}
 
 GENERATE_EPILOG = """\
 families and their physics parameter (the axis of distribution shift):
@@ -435,7 +430,7 @@ def _fresh_report(root) -> str | None:
 
 def _spec_from_args(args: argparse.Namespace):
     from pdefm.data.spec import GenerationSpec
-    from pdefm.pdes import GaussianLatticeSource
+    from pdefm.pdes import FAMILIES, GaussianLatticeSource
 
     if args.family is None:
         raise PdefmError(f"give a FAMILY ({', '.join(FAMILY_NAMES)}) or --from-card CARD")
@@ -443,7 +438,7 @@ def _spec_from_args(args: argparse.Namespace):
         raise PdefmError(
             f"unknown PDE family {args.family!r}; choose one of {', '.join(FAMILY_NAMES)}"
         )
-    low, high = args.range if args.range else DEFAULT_RANGES[args.family]
+    low, high = args.range if args.range else FAMILIES[args.family].default_range
     config = {}
     if args.max_abs_u is not None:
         if args.family != "helmholtz":

@@ -31,7 +31,6 @@ class Block:
 
     source: torch.Tensor  # (B, n, n)
     solution: torch.Tensor  # (B, n, n)
-    solution_hat: torch.Tensor  # (B, n, n//2+1) complex
     parameter: torch.Tensor  # (B,) the declared parameter
     coefficients: Coefficients  # name -> (B,)
     channels: torch.Tensor  # (B, C) constant coefficient channels
@@ -46,13 +45,13 @@ def _solve_batch(
     gen: torch.Generator,
     parameter: torch.Tensor,
     sparsity: torch.Tensor,
-) -> tuple[torch.Tensor, Coefficients, torch.Tensor, torch.Tensor]:
-    """Draw sources for the given parameters and solve: returns f, coeffs, u_hat, u."""
+) -> tuple[torch.Tensor, Coefficients, torch.Tensor]:
+    """Draw sources for the given parameters and solve: returns f, coeffs, u."""
     f = spec.source.sample(gen, sparsity, grid, pde.remove_mean)
     f_hat = torch.fft.rfft2(f)
     coeffs = pde.sample_coefficients(gen, parameter, f_hat, grid)
     u_hat = pde.solve_spectral(f_hat, coeffs, grid)
-    return f, coeffs, u_hat, torch.fft.irfft2(u_hat, s=grid.shape)
+    return f, coeffs, torch.fft.irfft2(u_hat, s=grid.shape)
 
 
 def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
@@ -66,15 +65,15 @@ def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
     start, stop = spec.block_range(split, block)
     sparsity = spec.source.sparsity_of_index(torch.arange(start, stop))
     parameter = pde.sample_parameter(gen, stop - start, spec.low, spec.high)
-    f, coeffs, u_hat, u = _solve_batch(spec, pde, grid, gen, parameter, sparsity)
+    f, coeffs, u = _solve_batch(spec, pde, grid, gen, parameter, sparsity)
     attempts = torch.ones(stop - start, dtype=torch.int64)
     rejected = ~pde.accept(u)
     for _ in range(MAX_REDRAWS):
         if not rejected.any():
             break
         idx = rejected.nonzero().squeeze(1)
-        f2, c2, uh2, u2 = _solve_batch(spec, pde, grid, gen, parameter[idx], sparsity[idx])
-        f[idx], u_hat[idx], u[idx] = f2, uh2, u2
+        f2, c2, u2 = _solve_batch(spec, pde, grid, gen, parameter[idx], sparsity[idx])
+        f[idx], u[idx] = f2, u2
         for name, value in c2.items():
             coeffs[name][idx] = value
         attempts[idx] += 1
@@ -84,7 +83,6 @@ def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
     return Block(
         source=f,
         solution=u,
-        solution_hat=u_hat,
         parameter=parameter,
         coefficients=coeffs,
         channels=pde.channel_values(coeffs),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pdefm.errors import PdefmError
@@ -64,9 +64,6 @@ class RunConfig:
     def run_id(resolved: dict) -> str:
         text = json.dumps(resolved, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def with_(self, **changes) -> RunConfig:
-        return replace(self, **changes)
 
     def batch_for(self, n_train: int) -> int:
         """Full batch at SMALL_DATA examples or fewer (the study's small-data rule)."""
