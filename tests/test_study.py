@@ -195,3 +195,13 @@ def test_parallel_workers_run_each_run_once(tmp_path):
     study = load_study(spec)
     assert all(run_status(r, root) == "done" for r in study.runs)
     assert len(list(root.glob("runs/*/record.json"))) == sum(r.kind != "data" for r in study.runs)
+
+
+def test_failed_pretraining_skips_its_dependents_only(tmp_path, capsys):
+    small = TINY.replace("sizes: [4, 8, 16]", "sizes: [4]").replace("seeds: [0, 1]", "seeds: [0]")
+    spec = write(tmp_path, small.replace("lrs: [3e-3]}", "lrs: [1e4]}"))  # pre-training diverges
+    root = run_study(spec, tmp_path / "f", progress=False)
+    rows = {(r["method"], r["mode"]): r["status"] for r in load_results(root)}
+    assert rows[("pretrain", "full")] == "failed"
+    assert rows[("scratch", "full")] == "completed"
+    assert rows[("finetune", "full")] == "todo" and rows[("zero-shot", "zero-shot")] == "todo"

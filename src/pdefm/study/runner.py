@@ -86,9 +86,24 @@ def run_study(
         )
         with bar:
             for phase in PHASES:
-                batch = [r for r in todo if r.kind == phase]
+                batch = _runnable([r for r in todo if r.kind == phase], study, root, bar)
                 _run_phase(study, batch, root, workers, bar)
     return root
+
+
+def _runnable(runs: list[StudyRun], study: Study, root: Path, bar) -> list[StudyRun]:
+    """Drop (and report) runs whose pre-training stage failed: they cannot start, and the
+    rest of the study still can. They stay "todo" and run once the stage is fixed."""
+    by_id = {r.id: r for r in study.runs}
+    failed = {d for r in runs for d in r.depends if run_status(by_id[d], root) == "failed"}
+    for dep in sorted(failed):
+        n = sum(dep in r.depends for r in runs)
+        bar.write(
+            f"  skipped {n} run(s): {by_id[dep].kind} {by_id[dep].labels} failed "
+            f"(see {root / 'runs' / dep / 'record.json'})"
+        )
+        bar.update(n)
+    return [r for r in runs if not set(r.depends) & failed]
 
 
 def write_plan(study: Study, root: Path) -> None:
