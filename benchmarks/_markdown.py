@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 FILE_HEADER = """# pdefm benchmarks
@@ -43,3 +47,39 @@ def write_section(path: Path, section: str) -> None:
     """Replace or add the section in ``path``, creating the file with a header if needed."""
     text = path.read_text() if path.is_file() else FILE_HEADER
     path.write_text(replace_section(text, section))
+
+
+def git_commit() -> str:
+    """Short commit of the working tree, '+dirty' if it has changes; 'unknown' outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty=+dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def section(title: str, table: str, notes: list[str], machine: str, started: dt.datetime) -> str:
+    """A benchmark section: title, table, notes, then the command, machine and date that
+    produced it (the command is this process's own command line)."""
+    command = "python " + shlex.join(sys.argv)
+    return "\n".join(
+        [
+            title,
+            "",
+            table,
+            "",
+            *(f"- {note}" for note in notes),
+            "",
+            f"Command: `{command}`  ",
+            f"Machine: {machine}  ",
+            f"Date: {started.isoformat(timespec='seconds')}",
+            "",
+        ]
+    )

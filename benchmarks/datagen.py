@@ -24,10 +24,8 @@ import datetime as dt
 import math
 import os
 import platform
-import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _markdown import write_section  # the benchmarks' directory is on sys.path as a script
+from _markdown import (  # the benchmarks' directory is on sys.path as a script
+    git_commit,
+    section,
+    write_section,
+)
 
 import pdefm
 from pdefm._malloc import keep_freed_memory
@@ -298,23 +300,6 @@ def results_table(rows: list[Row], reference: dict[int, list[float]]) -> str:
     return "\n".join(lines)
 
 
-def git_commit() -> str:
-    """Short commit of the working tree, '+dirty' if it has changes; 'unknown' outside git."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty=+dirty"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def report(
     rows: list[Row],
     reference: dict[int, list[float]],
@@ -345,21 +330,7 @@ def report(
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, numpy {np.__version__}, "
         f"Python {platform.python_version()}, pdefm {pdefm.__version__} ({git_commit()})"
     )
-    command = "python " + shlex.join(sys.argv)
-    return "\n".join(
-        [
-            SECTION,
-            "",
-            results_table(rows, reference),
-            "",
-            *(f"- {note}" for note in notes),
-            "",
-            f"Command: `{command}`  ",
-            f"Machine: {machine}  ",
-            f"Date: {started.isoformat(timespec='seconds')}",
-            "",
-        ]
-    )
+    return section(SECTION, results_table(rows, reference), notes, machine, started)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from _markdown import write_section  # the benchmarks' directory is on sys.path as a script
+from _markdown import (  # the benchmarks' directory is on sys.path as a script
+    git_commit,
+    section,
+    write_section,
+)
 
 import pdefm
 from pdefm.models import create_model, parameter_count
@@ -220,22 +223,6 @@ def results_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def git_commit() -> str:
-    """Short commit of the working tree, '+dirty' if it has changes; 'unknown' outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty=+dirty"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def machine(device: str) -> str:
     cpu = f"{platform.processor() or platform.machine()}, os.cpu_count()={os.cpu_count()}"
     if device == "cuda":
@@ -271,21 +258,7 @@ def notes(args: argparse.Namespace) -> list[str]:
 
 def report(rows: list[Row], args: argparse.Namespace, started: dt.datetime) -> str:
     """The full markdown section: table, notes, command, machine, date."""
-    command = "python " + shlex.join(sys.argv)
-    return "\n".join(
-        [
-            SECTION,
-            "",
-            results_table(rows),
-            "",
-            *(f"- {note}" for note in notes(args)),
-            "",
-            f"Command: `{command}`  ",
-            f"Machine: {machine(args.device)}  ",
-            f"Date: {started.isoformat(timespec='seconds')}",
-            "",
-        ]
-    )
+    return section(SECTION, results_table(rows), notes(args), machine(args.device), started)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,3 +47,18 @@ class SplitBatches:
         vectors = self.ds.vectors()
         prefix = "coefficients/"
         return {k[len(prefix) :]: v[rows] for k, v in vectors.items() if k.startswith(prefix)}
+
+
+class BatchCache:
+    """The ``SplitBatches`` of a run's splits, read once and shared by every learning rate
+    and by the final evaluation (keyed by split and channel order)."""
+
+    def __init__(self, splits: dict[str, PDEDataset], device: torch.device):
+        self.splits, self.device = splits, device
+        self._cache: dict[tuple[str, tuple[int, ...]], SplitBatches] = {}
+
+    def __call__(self, split: str, channel_index: list[int]) -> SplitBatches:
+        key = (split, tuple(channel_index))
+        if key not in self._cache:
+            self._cache[key] = SplitBatches(self.splits[split], channel_index, self.device)
+        return self._cache[key]

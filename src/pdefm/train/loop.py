@@ -26,7 +26,7 @@ from pdefm.data.dataset import PDEDataset
 from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
 from pdefm.train.adapt import configure_mode
-from pdefm.train.batches import SplitBatches
+from pdefm.train.batches import BatchCache, SplitBatches
 from pdefm.train.checkpoint import channel_order, load_checkpoint, save_checkpoint
 from pdefm.train.config import MAX_EVALUATIONS, RunConfig
 from pdefm.train.metrics import mse, physics_residual, relative_l2
@@ -69,16 +69,15 @@ def train(config: RunConfig) -> dict:
 
 
 def _run(config, splits, run_dir: Path, device, record: dict) -> None:
+    batches = BatchCache(splits, device)
     if config.mode == "zero-shot":
         model, ckpt_card, norm = load_checkpoint(config.init, device)
         order = channel_order(
             ckpt_card["input_channels"], splits["test"].input_channels, f"checkpoint {config.init}"
         )
-        _finish(record, model, norm, order, splits, device, lr=None, history=[], trainable=0)
+        _finish(record, model, norm, order, batches, lr=None, history=[], trainable=0)
         return
-    results = {
-        lr: _train_one_lr(config, lr, splits, run_dir / f"lr-{lr:g}", device) for lr in config.lrs
-    }
+    results = {lr: _train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}") for lr in config.lrs}
     record["per_lr"] = {f"{lr:g}": r["summary"] for lr, r in results.items()}
     ok = {lr: r for lr, r in results.items() if r["summary"]["status"] == "completed"}
     if not ok:
@@ -90,18 +89,16 @@ def _run(config, splits, run_dir: Path, device, record: dict) -> None:
     order = ok[best_lr]["order"]
     best = ok[best_lr]
     trainable = best["summary"]["trainable_parameters"]
-    _finish(record, model, norm, order, splits, device, best_lr, best["history"], trainable)
+    _finish(record, model, norm, order, batches, best_lr, best["history"], trainable)
     _publish_checkpoint(best_dir, run_dir / "checkpoint", record)
 
 
-def _finish(record, model, norm, order, splits, device, lr, history, trainable) -> None:
+def _finish(record, model, norm, order, batches: BatchCache, lr, history, trainable) -> None:
     """Final validation and test metrics of the selected model, into the record."""
     record["selected_lr"] = lr
     record["history"] = history
-    record["val"] = evaluate_model(model, norm, SplitBatches(splits["val"], order, device))
-    record["test"] = evaluate_model(
-        model, norm, SplitBatches(splits["test"], order, device), residual=True
-    )
+    record["val"] = evaluate_model(model, norm, batches("val", order))
+    record["test"] = evaluate_model(model, norm, batches("test", order), residual=True)
     record["parameters"] = {
         "total": sum(p.numel() for p in model.parameters()),
         "trainable": trainable,
@@ -123,16 +120,17 @@ def _publish_checkpoint(best_dir: Path, target: Path, record: dict) -> None:
 
 
 # -- one learning rate -------------------------------------------------------------------------
-def _train_one_lr(config: RunConfig, lr: float, splits, lr_dir: Path, device) -> dict:
+def _train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path) -> dict:
     """Train (or resume, or find finished) the model for one learning rate."""
     torch.manual_seed(config.seed)
+    splits = batches.splits
     model, norm, order, base = _build(config, splits["train"])
     trainable = configure_mode(model, config.mode, config.lora_rank)
-    model.to(device)
+    model.to(batches.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    train_b = SplitBatches(splits["train"], order, device)
-    val_b = SplitBatches(splits["val"], order, device)
+    train_b = batches("train", order)
+    val_b = batches("val", order)
     plan = _plan(config, len(train_b))
     state_path = lr_dir / "state.safetensors"
     info = {"epoch": 0, "step": 0, "history": [], "best": math.inf, "status": "running"}
