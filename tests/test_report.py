@@ -73,11 +73,12 @@ def row(task, method, n, err, seed=0, model="fno-tiny", init=None, **kw) -> dict
     lo, hi = kw.pop("task_range", (5.0, 10.0))
     pre = kw.pop("pretrain_range", (None, None) if method == "scratch" else (1.0, 5.0))
     init = init or ("scratch" if method == "scratch" else "poisson_1-5")
+    init_family = kw.pop("init_family", "none" if method == "scratch" else "poisson")
     mode = {"scratch": "full", "finetune": "full", "zero-shot": "zero-shot"}[method]
     base = dict(
         run_id=f"{task}-{method}-{init}-{model}-{n}-{seed}", kind="downstream",
         status="completed", task=task, family="poisson", parameter="e", task_low=lo,
-        task_high=hi, method=method, init=init, mode=mode, model=model,
+        task_high=hi, method=method, init=init, init_family=init_family, mode=mode, model=model,
         params={"fno-micro": 9000, "fno-tiny": 70000}[model], seed=seed, n_train=n,
         lr=None if method == "zero-shot" else 1e-3, val_rel_l2=err, test_rel_l2=err,
         test_mse=err**2, test_residual=0.1, pretrain_low=pre[0], pretrain_high=pre[1],

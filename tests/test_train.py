@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ from pdefm.train import loop
 from pdefm.train.adapt import configure_mode
 from pdefm.train.checkpoint import load_checkpoint
 from pdefm.train.config import RunConfig
-from pdefm.train.normalise import Normaliser
+from pdefm.train.normalise import FamilyScale, Normaliser
 
 WIDE = GaussianLatticeSource(sigma=1 / 16)  # resolvable on 32 x 32 grids: fast CPU training
 
@@ -188,18 +189,32 @@ def test_checkpoint_loads_without_unpickling(pretrained, monkeypatch):
 
 
 def test_normalisation_is_scale_free():
-    norm = Normaliser(("source", "a"), source_norm_median=0.5, channel_scale=(2.0,))
+    norm = Normaliser(("source", "a"), (("poisson", FamilyScale(0.5, (2.0,))),))
     x = torch.randn(3, 2, 8, 8)
     x[:, 1] = 4.0
-    s1, s3 = (
-        norm.example_scale(x),
-        norm.example_scale(x * torch.tensor([3.0, 1.0]).reshape(1, 2, 1, 1)),
-    )
-    a = norm.inputs(x, s1)
-    b = norm.inputs(x * torch.tensor([3.0, 1.0]).reshape(1, 2, 1, 1), s3)
+    y = torch.randn(3, 1, 8, 8)
+    fam = np.array(["poisson"] * 3)
+    triple = torch.tensor([3.0, 1.0]).reshape(1, 2, 1, 1)
+    a, ya, s1 = norm.normalise(x, y, fam)
+    b, yb, s3 = norm.normalise(x * triple, 3 * y, fam)
     torch.testing.assert_close(a, b)
+    torch.testing.assert_close(ya, yb)
     torch.testing.assert_close(s3, 3 * s1)
     assert torch.allclose(a[:, 1], torch.full_like(a[:, 1], 2.0))
+
+
+def test_normalisation_is_per_family():
+    """Each example is scaled with its own family's medians."""
+    norm = Normaliser(
+        ("source", "a"), (("p", FamilyScale(0.5, (2.0,))), ("q", FamilyScale(2.0, (8.0,))))
+    )
+    x = torch.ones(2, 2, 4, 4)
+    xn, _, s = norm.normalise(x, None, np.array(["q", "p"]))
+    torch.testing.assert_close(s.flatten(), torch.tensor([0.5, 2.0]))
+    torch.testing.assert_close(xn[:, 1, 0, 0], torch.tensor([1 / 8, 1 / 2]))
+    with pytest.raises(PdefmError, match="no normalisation statistics for family 'r'"):
+        norm.normalise(x, None, np.array(["r", "p"]))
+    assert Normaliser.from_dict(norm.to_dict()) == norm
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -209,7 +224,9 @@ def test_unknown_preset_lists_the_valid_ones(data, tmp_path):
 
 
 def test_channel_mismatch_is_refused(data, pretrained, tmp_path):
-    with pytest.raises(PdefmError, match="cannot map the dataset's channels.*helmholtz_w"):
+    with pytest.raises(
+        PdefmError, match="has never seen the dataset's channel.*helmholtz_c.*--new-channels init"
+    ):
         run(data["hh"], tmp_path, init=pretrained["checkpoint"], mode="full", epochs=1)
 
 

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_generate(sub)
     _add_inspect(sub)
+    _add_import(sub)
+    _add_mix(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_study(sub)
@@ -112,6 +114,60 @@ def _add_inspect(sub) -> None:
     p.set_defaults(run=_run_inspect)
 
 
+IMPORT_EPILOG = """\
+the file (NPZ or HDF5; in HDF5 top-level datasets with these names):
+  source             (N, n, n) or (N, 1, n, n)  the forcing field f, the one field input
+  solution           (N, n, n) or (N, 1, n, n)  the target field u (one output per dataset)
+  coefficients       (N, K)   optional: constant per-sample input channels
+  coefficient_names  (K,)     strings, required with coefficients; to fine-tune a pdefm
+                              checkpoint use its channel names (channels map by name):
+                              diffusion_xx diffusion_yy diffusion_xy velocity_x velocity_y
+                              helmholtz_c helmholtz_w
+  parameter          (N,)     optional: the physics parameter per sample (the shift axis)
+  parameter_name     string   optional name of the parameter
+  family, equation   strings  optional descriptions (--family / --equation override them)
+
+The grid is taken as periodic on the unit square, n >= 8. Training divides f and u by the same
+per-example factor, which assumes u is linear in f. Samples are split at random (seeded) into
+train/val/test; the card records the file's path and SHA-256.
+
+example:
+  np.savez("mydata.npz", source=f, solution=u,             # f, u: (N, 64, 64)
+           coefficients=np.stack([kxx, kyy, kxy], 1),      # (N, 3)
+           coefficient_names=np.array(["diffusion_xx", "diffusion_yy", "diffusion_xy"]),
+           parameter=e, parameter_name="e", family="darcy-own")
+  pdefm import mydata.npz --out data/mydata
+  pdefm train data/mydata --init CHECKPOINT --n-train 64 --epochs 50
+
+See docs/own-data.md.
+"""
+
+
+def _add_import(sub) -> None:
+    p = sub.add_parser(
+        "import",
+        help="import your own data (NPZ or HDF5 arrays) as a pdefm dataset",
+        description="Validate an NPZ or HDF5 file of sources, solutions and optional "
+        "coefficients and write it as a pdefm dataset (train/val/test HDF5 + card) to train "
+        "or fine-tune on.",
+        epilog=IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", help="the .npz or .h5 file to import")
+    p.add_argument("--out", required=True, help="new (or empty) dataset directory")
+    p.add_argument("--family", help="dataset family name (default: the file's, else custom)")
+    p.add_argument("--equation", help="equation text for the card (default: the file's)")
+    p.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of samples for val (default 0.1)"
+    )
+    p.add_argument(
+        "--test-fraction", type=float, default=0.1, help="share of samples for test (default 0.1)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_import)
+
+
 TRAIN_EPILOG = """\
 modes (what is trained; --init says where the weights come from):
   full             every parameter (the only mode from scratch)
@@ -124,12 +180,75 @@ examples:
   pdefm train data/poisson-1-5 --model fno-1m --lr 1e-3 3e-4 --epochs 100 --out runs
   pdefm train data/poisson-5-10 --init runs/ID/checkpoint --n-train 64 --lr 1e-4 3e-4 1e-3
   pdefm train data/poisson-5-10 --n-train 64 --lr 1e-3 --epochs 200      # scratch baseline
+  torchrun --nproc_per_node 4 -m pdefm.cli train data/poisson-1-5 --model fno-67m --bf16
+                                        # data-parallel on 4 GPUs (docs/cluster.md)
 
 Several --lr values train one model each; the one with the lowest validation error is kept and
 its test error reported. Up to 64 examples train full-batch. Rerunning the same command after an
 interruption resumes it; rerunning a finished one prints its record. Every run writes
 OUT/ID/record.json; the selected model is OUT/ID/checkpoint (model.safetensors + card.json).
 """
+
+
+MIX_EPILOG = """\
+The union channel layout (fixed order; a family's missing coefficients are 0):
+  source, diffusion_xx, diffusion_yy, diffusion_xy, velocity_x, velocity_y,
+  helmholtz_c, helmholtz_w     (then any other channel, e.g. from imported data)
+--masks adds has_X for every coefficient X (1 where the sample's family has X).
+
+example (the study's mixed pre-training set, SYS-4):
+  pdefm mix data/poisson-1-5 data/ad-0.2-1 data/hh-1-10 --n-train 3072 --out data/mix
+  pdefm train data/mix --model fno-tiny --epochs 50
+"""
+
+
+def _add_mix(sub) -> None:
+    p = sub.add_parser(
+        "mix",
+        help="mix datasets of several families into one (mixed-physics pre-training)",
+        description="Write a dataset that draws from several datasets (weights as "
+        "DIR:WEIGHT, default 1) on the union channel layout, with normalisation statistics "
+        "per family. Samples are copied; member splits must hold enough samples.",
+        epilog=MIX_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("members", nargs="+", metavar="DIR[:WEIGHT]", help="member datasets")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--n-train", type=int, help="training samples (default: all members' sum)")
+    p.add_argument("--n-val", type=int, help="validation samples (default: members' sum)")
+    p.add_argument("--n-test", type=int, help="test samples (default: members' sum)")
+    p.add_argument("--masks", action="store_true", help="add has_X presence channels")
+    p.add_argument("--seed", type=int, default=0, help="which samples and order (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_mix)
+
+
+def _run_mix(args: argparse.Namespace) -> int:
+    from pdefm.data.card import load_card
+    from pdefm.data.mixture import MixtureSpec, mix_datasets
+
+    members = tuple(_member_arg(m) for m in args.members)
+    cards = [load_card(path) for path, _ in members]
+    counts = {
+        s: getattr(args, f"n_{s}") or sum(c["counts"][s] for c in cards)
+        for s in ("train", "val", "test")
+    }
+    spec = MixtureSpec(
+        members, counts["train"], counts["val"], counts["test"], args.masks, args.seed
+    )
+    card = mix_datasets(spec, args.out, progress=not args.quiet)
+    families = ", ".join(f"{f} {n}" for f, n in card["realised"]["train"]["families"].items())
+    print(f"mixture {args.out}: train {families}; channels {', '.join(card['channels']['inputs'])}")
+    print(f"train on it with: pdefm train {args.out} --model fno-tiny --epochs 50")
+    return 0
+
+
+def _member_arg(text: str) -> tuple[str, float]:
+    path, _, weight = text.rpartition(":") if ":" in text else (text, "", "1")
+    try:
+        return path, float(weight)
+    except ValueError:
+        raise PdefmError(f"member {text!r}: the weight after ':' must be a number") from None
 
 
 def _add_train(sub) -> None:
@@ -141,7 +260,10 @@ def _add_train(sub) -> None:
         epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("data", help="dataset directory (from `pdefm generate` or `pdefm import`)")
+    p.add_argument(
+        "data", nargs="?", help="dataset directory (from `pdefm generate`, `mix` or `import`)"
+    )
+    p.add_argument("--data", dest="data_flag", metavar="DATA", help="the same, as a flag")
     p.add_argument(
         "--model",
         default="fno-tiny",
@@ -170,13 +292,32 @@ def _add_train(sub) -> None:
         "--batch-size",
         type=int,
         default=32,
-        help="batch size above 64 examples (default 32; full batch at <= 64)",
+        help="batch size above 64 examples (default 32; full batch at <= 64); under torchrun "
+        "the global batch, shared by the processes",
     )
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW (default 1e-4)")
     p.add_argument("--lora-rank", type=int, default=4, help="rank for --mode lora (default 4)")
+    p.add_argument(
+        "--new-channels",
+        choices=("error", "init"),
+        default="error",
+        help="a dataset channel the checkpoint never saw: refuse (default), or give it a "
+        "freshly initialised (zero) lift column and learn it",
+    )
     p.add_argument("--seed", type=int, default=0, help="initialisation and data order seed")
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda[:N]")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (FFTs in float32)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (faster steps on GPU after a slow first one; default off)",
+    )
+    p.add_argument(
+        "--no-tf32",
+        dest="tf32",
+        action="store_false",
+        help="strict float32 matmuls on CUDA (default: TF32, faster and slightly less precise)",
+    )
     p.add_argument("--out", default="runs", help="runs directory (default runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_train)
@@ -207,7 +348,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     epochs = args.epochs if args.epochs is not None or args.steps is not None else 100
     config = RunConfig(
-        data=args.data,
+        data=_data_arg(args),
         model=args.model,
         init=args.init,
         mode=args.mode,
@@ -219,13 +360,29 @@ def _run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         weight_decay=args.weight_decay,
         lora_rank=args.lora_rank,
+        new_channels=args.new_channels,
         seed=args.seed,
         bf16=args.bf16,
         device=args.device,
+        compile=args.compile,
+        tf32=args.tf32,
         out=args.out,
         progress=not args.quiet,
     )
-    return _report(_train(config))
+    record = _train(config)
+    from pdefm.train import distributed
+
+    if not distributed.is_main():  # under torchrun rank 0 reports for all
+        return 0 if record["status"] == "completed" else 1
+    return _report(record)
+
+
+def _data_arg(args: argparse.Namespace) -> str:
+    if args.data and args.data_flag and args.data != args.data_flag:
+        raise PdefmError("give the dataset once: DATA or --data DATA, not two different ones")
+    if not (args.data or args.data_flag):
+        raise PdefmError("no dataset given: pdefm train DATA (or --data DATA)")
+    return args.data or args.data_flag
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -262,7 +419,8 @@ def _report(record: dict) -> int:
     chosen = f"lr {lr:g}: " if lr is not None else ""
     print(
         f"run {record['id']}: {chosen}val rel L2 {val['rel_l2']:.4g}, test rel L2 "
-        f"{test['rel_l2']:.4g} (MSE {test['mse']:.3g}, residual {test['residual']:.3g})"
+        f"{test['rel_l2']:.4g} (MSE {test['mse']:.3g}"
+        + (f", residual {test['residual']:.3g})" if "residual" in test else ")")
     )
     print(
         f"record: {where}/record.json"
@@ -292,10 +450,39 @@ def _add_study(sub) -> None:
         "--workers", type=int, default=1, help="runs side by side in separate processes (default 1)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_ray_options(run)
     run.set_defaults(run=_run_study_run)
     status = verbs.add_parser("status", help="summarise a study directory")
     status.add_argument("directory", help="study directory (holds plan.json)")
     status.set_defaults(run=_run_study_status)
+
+
+def _add_ray_options(run) -> None:
+    ray = run.add_argument_group(
+        'Ray cluster (pip install "pdefm[ray]"; docs/cluster.md)',
+        "every run becomes a Ray task; a task whose worker dies is retried and resumes; the "
+        "study directory must be on storage every node sees under the same path",
+    )
+    ray.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: processes on this machine (--workers); ray: tasks on a Ray cluster",
+    )
+    ray.add_argument(
+        "--address",
+        help="Ray cluster: HOST:PORT, or auto (one started with `ray start`); default: "
+        "RAY_ADDRESS, else a cluster started on this machine, else a new local one",
+    )
+    ray.add_argument(
+        "--ray-cpus-per-run", type=float, metavar="N", help="CPUs each run asks for (default 1)"
+    )
+    ray.add_argument(
+        "--ray-gpus-per-run",
+        type=float,
+        metavar="N",
+        help="GPUs each training run asks for (default 1 if the cluster has GPUs, else 0)",
+    )
 
 
 def _add_results(sub) -> None:
@@ -350,7 +537,16 @@ def _run_study_plan(args: argparse.Namespace) -> int:
 def _run_study_run(args: argparse.Namespace) -> int:
     from pdefm.study.runner import run_study
 
-    root = run_study(args.file, args.out, workers=args.workers, progress=not args.quiet)
+    root = run_study(
+        args.file,
+        args.out,
+        workers=args.workers,
+        progress=not args.quiet,
+        executor=args.executor,
+        address=args.address,
+        cpus_per_run=args.ray_cpus_per_run,
+        gpus_per_run=args.ray_gpus_per_run,
+    )
     print(f"study done: {root}; report it with: pdefm report {root}")
     return 0
 
@@ -478,7 +674,12 @@ def _run_generate(args: argparse.Namespace) -> int:
 
         card_path = Path(args.from_card)
         root = card_path if card_path.is_dir() else card_path.parent
-        spec = GenerationSpec.from_dict(load_card(root)["spec"])
+        card = load_card(root)
+        if card["spec"].get("kind") == "import":
+            raise PdefmError(
+                f"{root} was imported, not generated; recreate it with: {card['command']} --out DIR"
+            )
+        spec = GenerationSpec.from_dict(card["spec"])
     else:
         spec = _spec_from_args(args)
     out = args.out or _default_out(spec)
@@ -501,6 +702,32 @@ def _run_inspect(args: argparse.Namespace) -> int:
     print(
         inspect_dataset(args.directory, png=args.png, n_examples=args.examples, verify=args.verify)
     )
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from pdefm.data.card import load_card
+    from pdefm.data.importer import import_dataset
+
+    out = import_dataset(
+        args.file,
+        args.out,
+        family=args.family,
+        equation=args.equation,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    card = load_card(out)
+    counts, n = card["counts"], card["grid"]["resolution"]
+    print(
+        f"dataset {out}: {card['family']}, {counts['train']}/{counts['val']}/{counts['test']} "
+        f"train/val/test at {n}x{n}; inputs {', '.join(card['channels']['inputs'])}; "
+        f"output {', '.join(card['channels']['outputs'])}"
+    )
+    print(f"inspect it with: pdefm inspect {out}")
+    print(f"fine-tune on it with: pdefm train {out} --init CHECKPOINT --n-train 64 --epochs 50")
     return 0
 
 

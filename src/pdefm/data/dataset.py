@@ -57,6 +57,14 @@ class PDEDataset(torch.utils.data.Dataset):
         """The declared physics parameter of each sample, shape (len,)."""
         return self.vectors()["parameter"][self.indices]
 
+    def families(self) -> np.ndarray:
+        """The PDE family of each sample, shape (len,) of str: the card's family, or for a
+        mixture each sample's member family."""
+        if "members" in self.card:
+            names = np.array([m["family"] for m in self.card["members"]])
+            return names[self.vectors()["member"][self.indices]]
+        return np.full(len(self.indices), self.card["family"])
+
     def vectors(self) -> dict[str, np.ndarray]:
         """Per-sample scalars of the whole split (parameter, sparsity, coefficients, ...)."""
         if self._vectors is None:
@@ -84,7 +92,8 @@ class PDEDataset(torch.utils.data.Dataset):
         ``balanced_subset``); only valid on a full split."""
         if len(self.indices) != self.count:
             raise PdefmError("take subsets of a full split, not of a subset")
-        levels = len(self.card["source_law"]["sparsity_levels"])
+        law = self.card["source_law"]
+        levels = law.get("balance_levels", len(law.get("sparsity_levels") or [0]))
         return PDEDataset(self.root, self.split, balanced_subset(self.count, n, levels, seed))
 
     def _file(self) -> h5py.File:

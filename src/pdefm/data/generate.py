@@ -97,7 +97,13 @@ def _load_state(out: Path, spec: GenerationSpec) -> dict | None:
     """The resume state for ``spec`` in ``out``; None if ``out`` already holds it, finished."""
     card_path, progress_path = out / cards.CARD_NAME, out / cards.PROGRESS_NAME
     if card_path.is_file():
-        existing = GenerationSpec.from_dict(cards.load_card(out)["spec"])
+        card = cards.load_card(out)
+        if card["spec"].get("kind") in ("import", "mixture"):
+            raise PdefmError(
+                f"{out} already holds a different dataset ({card['command']}); "
+                "choose another --out or delete it"
+            )
+        existing = GenerationSpec.from_dict(card["spec"])
         if existing != spec:
             raise PdefmError(
                 f"{out} already holds a different dataset ({existing.command()}); "

@@ -31,6 +31,8 @@ def inspect_dataset(
 
 
 def summary_lines(card: dict) -> list[str]:
+    if card["family"] == "mixture":
+        return _mixture_lines(card)
     p = card["parameter"]
     declared = p["declared"]
     n = card["grid"]["resolution"]
@@ -63,6 +65,19 @@ def summary_lines(card: dict) -> list[str]:
         f"  train median source norm {norm['source_norm']['median']:.4g}, "
         f"median solution norm {norm['solution_norm']['median']:.4g}"
     )
+    lines.append(f"  regenerate: {card['command']}")
+    return lines
+
+
+def _mixture_lines(card: dict) -> list[str]:
+    n = card["grid"]["resolution"]
+    lines = [
+        f"mixture of {', '.join(card['families'])}",
+        f"  grid {n}x{n} periodic; inputs {', '.join(card['channels']['inputs'])}",
+        "  samples " + ", ".join(f"{s} {card['counts'][s]}" for s in SPLITS),
+    ]
+    for m, count in zip(card["members"], card["realised"]["train"]["members"], strict=True):
+        lines.append(f"  member {m['path']} ({m['family']}, weight {m['weight']:g}): {count} train")
     lines.append(f"  regenerate: {card['command']}")
     return lines
 
@@ -109,17 +124,26 @@ def plot_dataset(root: Path, card: dict, png: Path, n_examples: int) -> None:
     _plot_histogram(axes[0, -1], card)
     axes[1, -1].axis("off")
     axes[1, -1].text(0, 0.5, "\n".join(summary_lines(card)[:4]), fontsize=7, wrap=True)
-    fig.suptitle(
-        f"{root.name}: {card['family']}, {name} in "
-        f"[{card['parameter']['declared']['low']:g}, {card['parameter']['declared']['high']:g}]"
-    )
+    fig.suptitle(f"{root.name}: {card['family']}" + _declared_text(card))
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=80)
     plt.close(fig)
 
 
+def _declared_text(card: dict) -> str:
+    declared = card["parameter"]["declared"]
+    if declared["low"] is None:
+        return f" ({', '.join(card.get('families', []))})"
+    return f", {card['parameter']['name']} in [{declared['low']:g}, {declared['high']:g}]"
+
+
 def _plot_histogram(ax, card: dict) -> None:
+    if card["family"] == "mixture":
+        families = card["realised"]["train"]["families"]
+        ax.bar(list(families), list(families.values()))
+        ax.set_title("train samples per family")
+        return
     declared = card["parameter"]["declared"]
     for split in SPLITS:
         r = card["realised"][split]["parameter"]

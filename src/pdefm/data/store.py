@@ -12,6 +12,11 @@ One file per split, one row per sample:
     solution_norm (N,)      float64   ||u||, likewise
     coefficients/NAME (N,)  float64   every per-sample coefficient (e.g. theta, l, v)
 
+Mixtures (``pdefm.data.mixture``) add two optional vectors:
+
+    member        (N,)      int64     index of the member dataset in the card's ``members``
+    origin_row    (N,)      int64     the sample's row in that member's split (provenance)
+
 Fields are chunked one sample per chunk, uncompressed: random access reads just that sample.
 """
 
@@ -27,11 +32,20 @@ from pdefm.errors import PdefmError
 
 FIELDS = ("source", "solution")
 VECTORS = ("parameter", "sparsity", "attempts", "source_norm", "solution_norm")
+OPTIONAL_VECTORS = ("member", "origin_row")  # int64, mixtures only
 FORMAT = "pdefm.dataset.split"
 
 
-def create_split(path: Path, n: int, resolution: int, n_channels: int, names: list[str]):
-    """Create an empty split file with every dataset allocated; returns it open for writing."""
+def create_split(
+    path: Path,
+    n: int,
+    resolution: int,
+    n_channels: int,
+    names: list[str],
+    optional: tuple[str, ...] = (),
+):
+    """Create an empty split file with every dataset allocated (plus the ``optional``
+    vectors among ``OPTIONAL_VECTORS``); returns it open for writing."""
     h5 = h5py.File(path, "w")
     h5.attrs["format"] = FORMAT
     kw = {"track_times": False}  # timestamps would make identical datasets differ in bytes
@@ -42,6 +56,8 @@ def create_split(path: Path, n: int, resolution: int, n_channels: int, names: li
     h5.create_dataset("channels", (n, n_channels), "f8", **kw)
     for name in VECTORS:
         h5.create_dataset(name, (n,), "i8" if name == "attempts" else "f8", **kw)
+    for name in optional:
+        h5.create_dataset(name, (n,), "i8", **kw)
     group = h5.create_group("coefficients", track_order=True)
     for name in names:
         group.create_dataset(name, (n,), "f8", **kw)
@@ -68,7 +84,8 @@ def rows_digest(arrays: dict[str, np.ndarray]) -> str:
 
 def read_rows(h5: h5py.File, start: int, stop: int) -> dict[str, np.ndarray]:
     """Every array's rows [start, stop), keyed as in ``write_rows``."""
-    keys = [*FIELDS, *VECTORS, "channels"] + [f"coefficients/{k}" for k in h5["coefficients"]]
+    keys = [*FIELDS, *VECTORS, "channels", *_optional(h5)]
+    keys += [f"coefficients/{k}" for k in h5["coefficients"]]
     return {key: h5[key][start:stop] for key in keys}
 
 
@@ -110,10 +127,14 @@ def open_split_for_append(path: Path, count: int) -> h5py.File:
 
 def read_vectors(h5: h5py.File) -> dict[str, np.ndarray]:
     """The small per-sample arrays (not the fields), read whole."""
-    out = {name: h5[name][...] for name in VECTORS}
+    out = {name: h5[name][...] for name in (*VECTORS, *_optional(h5))}
     out["channels"] = h5["channels"][...]
     out.update({f"coefficients/{k}": v[...] for k, v in h5["coefficients"].items()})
     return out
+
+
+def _optional(h5: h5py.File) -> list[str]:
+    return [name for name in OPTIONAL_VECTORS if name in h5]
 
 
 def read_fields(h5: h5py.File, indices: np.ndarray) -> dict[str, np.ndarray]:

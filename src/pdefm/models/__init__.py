@@ -1,6 +1,7 @@
 """Neural operators: the FNO of the study, its size presets, LoRA.
 
 create_model(name, in_channels, out_channels=1, **overrides) -> FNO2d  (sets model.arch)
+add_input_channels(model, n) -> the model with n more inputs (zero-initialised lift columns)
 list_models() / model_info(name) / parameter_count(name, in_channels, out_channels)
 add_lora(model, rank, alpha=None) / lora_parameters(model)
 """
@@ -8,6 +9,7 @@ add_lora(model, rank, alpha=None) / lora_parameters(model)
 from pdefm.models.fno import FNO2d, FourierLayer, Pointwise
 from pdefm.models.lora import add_lora, lora_parameters
 from pdefm.models.registry import (
+    add_input_channels,
     create_model,
     fourier_parameter_count,
     list_models,
@@ -18,6 +20,7 @@ from pdefm.models.registry import (
 from pdefm.models.spectral import SpectralConv2d
 
 __all__ = [
+    "add_input_channels",
     "FNO2d",
     "FourierLayer",
     "Pointwise",

@@ -164,3 +164,25 @@ for _name, _w, _m, _label in [
     ("fno-256m", 128, 32, "256M"),
 ]:
     register_model(_name, FNO2d, label=_label, width=_w, modes=_m)
+
+
+def add_input_channels(model: nn.Module, n_new: int) -> nn.Module:
+    """Give ``model`` ``n_new`` more input channels: new lift columns, initialised to zero.
+
+    The lift is h = P x with P of shape (w, C_in); P becomes (w, C_in + n_new). Zero columns
+    keep the pre-trained function exactly as it was at the start of fine-tuning, while their
+    gradient dL/dP_new = sum_(x, y) (dL/dh) x_new is not zero, so the new inputs are learned.
+    ``model.arch["in_channels"]`` follows, so a checkpoint of the result rebuilds it."""
+    lift = getattr(model, "lift", None)
+    if not isinstance(lift, nn.Conv2d) or hasattr(lift, "lora_a"):
+        raise PdefmError(
+            "new input channels need a model with a 1x1 `lift` and no LoRA yet; add channels "
+            "before LoRA (this happens in pdefm's training loop)"
+        )
+    weight = lift.weight.detach()
+    extra = weight.new_zeros(weight.shape[0], n_new, *weight.shape[2:])
+    lift.weight = nn.Parameter(torch.cat([weight, extra], dim=1))
+    lift.in_channels += n_new
+    model.in_channels += n_new
+    model.arch["in_channels"] += n_new
+    return model

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from pdefm.report.analysis import shift
+from pdefm.report.mixed import ROLES, Comparison
 from pdefm.report.table import Curve
 
 STYLE = {"finetune": "-", "scratch": "--", "zero-shot": ":"}
@@ -53,9 +54,12 @@ def _colours(labels: list[str]) -> dict[str, str]:
     return {lab: f"C{i % 10}" for i, lab in enumerate(dict.fromkeys(labels))}
 
 
-def _draw_curve(ax, curve: Curve, colour: str, x_span: tuple[float, float]) -> None:
-    """Mean line plus min-max band; zero-shot (N = 0) as a horizontal line across ``x_span``."""
-    label = curve.key.label()
+def _draw_curve(
+    ax, curve: Curve, colour: str, x_span: tuple[float, float], label: str | None = None
+) -> None:
+    """Mean line plus min-max band; zero-shot (N = 0) as a horizontal line across ``x_span``.
+    The legend text is ``label``, by default the curve key's."""
+    label = label or curve.key.label()
     if curve.key.method == "zero-shot":
         err = float(np.mean([e for es in curve.errors.values() for e in es]))
         ax.hlines(err, *x_span, colors=colour, linestyles=":", label=label)
@@ -75,6 +79,26 @@ def error_vs_n(tasks: dict[str, list[Curve]], path: Path) -> Path:
         for c in curves:
             _draw_curve(ax, c, colours[c.key.label()], (min(sizes), max(sizes)))
         ax.set(xscale="log", yscale="log", title=task, xlabel="downstream examples N")
+        ax.set_ylabel("test rel. L2")
+    _figure_legend(fig, axes)
+    return _save(fig, path)
+
+
+def mixed_figure(comparisons: list[Comparison], path: Path) -> Path:
+    """Mixed vs single-family pre-training: test rel L2 vs N (log-log), one panel per
+    comparison (task); one colour per role, shared by its fine-tune line and zero-shot line."""
+    colours = _colours(list(ROLES))
+    fig, axes = _grid(len(comparisons))
+    for ax, comp in zip(axes, comparisons, strict=True):
+        curves = comp.curves()
+        sizes = [n for _, c in curves for n in c.errors if n > 0] or [1, 2]
+        for role, c in curves:
+            colour = colours[role.removeprefix("zs_")]  # zero-shot in its model's colour
+            _draw_curve(ax, c, colour, (min(sizes), max(sizes)), label=ROLES[role])
+        ax.set(xscale="log", yscale="log", xlabel="downstream examples N")
+        single = comp.single_init or "—"
+        stages = f"mixed {comp.mixed_init} · single {single} · {comp.model}"
+        ax.set_title(f"{comp.label}\n{stages}", fontsize=8)
         ax.set_ylabel("test rel. L2")
     _figure_legend(fig, axes)
     return _save(fig, path)
@@ -175,11 +199,17 @@ def _hist_xy(hist: dict) -> tuple[np.ndarray, np.ndarray, bool]:
     return edges, ys / max(ys.sum(), 1.0) / np.diff(edges), False
 
 
+def ranged(datasets: dict[str, dict]) -> dict[str, dict]:
+    """The datasets with a declared [low, high] (a mixture of families has none)."""
+    return {n: d for n, d in datasets.items() if None not in (d.get("low"), d.get("high"))}
+
+
 def histograms(datasets: dict[str, dict], path: Path) -> Path:
     """Figure 6: realised parameter histograms, one axis per family; pre-training solid,
-    downstream hatched, declared ranges as spans below the axis so the shift is visible."""
+    downstream hatched, declared ranges as spans below the axis so the shift is visible.
+    Datasets without a declared range (mixtures) are left out."""
     families: dict[str, list] = defaultdict(list)
-    for name, d in sorted(datasets.items()):
+    for name, d in sorted(ranged(datasets).items()):
         families[d["family"]].append((name, d))
     fig, axes = _grid(len(families), width=5.5, ncols=2)
     for ax, (family, items) in zip(axes, sorted(families.items()), strict=True):

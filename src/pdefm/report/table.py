@@ -16,10 +16,12 @@ import numpy as np
 
 from pdefm.errors import PdefmError
 
-#: The keys every row carries, in the order results.csv writes them.
+#: The keys every row carries, in the order results.csv writes them (the same list as
+#: ``pdefm.study.results.COLUMNS``). ``init_family``: family of the init stage's pre-training
+#: data ("mixture", "poisson", ...), "none" for scratch.
 COLUMNS = (
     "run_id", "kind", "status", "task", "family", "parameter", "task_low", "task_high",
-    "method", "init", "mode", "model", "params", "seed", "n_train", "lr",
+    "method", "init", "init_family", "mode", "model", "params", "seed", "n_train", "lr",
     "val_rel_l2", "test_rel_l2", "test_mse", "test_residual",
     "pretrain_low", "pretrain_high", "wall_time_s",
 )  # fmt: skip

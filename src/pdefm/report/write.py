@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pdefm.report import figures
+from pdefm.report import figures, mixed
 from pdefm.report.analysis import fits_by_curve, headline_from_curves, savings_by_curve
 from pdefm.report.fits import PowerLawFit
 from pdefm.report.render import to_html, to_markdown
@@ -141,12 +141,52 @@ def _scaling_sections(rows, curves, out: Path, datasets) -> tuple[list, list]:
     b.append(("h2", "Parameter distributions"))
     f6 = _figure_or_note(
         b,
-        bool(datasets),
+        bool(figures.ranged(datasets or {})),
         lambda: figures.histograms(datasets, out / "parameters.png"),
         "Realised physics-parameter histograms; declared ranges as bars at the bottom",
-        "No dataset cards given: no parameter histograms.",
+        "No dataset cards given: no parameter histograms."
+        if not datasets
+        else "No dataset with a declared parameter range: no parameter histograms.",
     )
-    return b, [f4, f5, f6]
+    return b + _mixture_table(datasets or {}), [f4, f5, f6]
+
+
+def _mixed_section(rows: list[dict], tasks: dict, out: Path) -> tuple[list, list]:
+    """Mixed vs single-family pre-training: figure, fine-tune and zero-shot tables and one
+    sentence per comparison; nothing at all when no run starts from a mixture stage."""
+    if not mixed.has_mixed(rows):
+        return [], []
+    comps = mixed.comparisons(rows, tasks)
+    b: list = [("h2", "Mixed vs single-family pre-training"), ("p", mixed.NOTE)]
+    fig = _figure_or_note(
+        b,
+        bool(comps),
+        lambda: figures.mixed_figure(comps, out / "mixed_vs_single.png"),
+        "Test rel. L2 vs N per task: fine-tune from the mixed model (solid), from the "
+        "single-family model of the task's family (solid), scratch with the mixed model's "
+        "preset (dashed); zero-shot of both models dotted; mean over seeds, band min-max",
+        "No completed run from a mixture stage yet.",
+    )
+    if comps:
+        header = ["task", "mixed stage", "single-family stage", "mode", "model", "N"]
+        header += ["fine-tune mixed", "fine-tune single", "scratch", "single / mixed"]
+        b.append(("table", header, mixed.table_rows(comps)))
+        header = ["task", "mixed stage", "zero-shot mixed", "single-family stage"]
+        b.append(
+            ("table", header + ["zero-shot single", "single / mixed"], mixed.zero_shot_rows(comps))
+        )
+        b += [("p", mixed.sentence(c)) for c in comps]
+    return b, [fig]
+
+
+def _mixture_table(datasets: dict[str, dict]) -> list:
+    """Per-family train counts of each mixture dataset (they have no parameter histogram)."""
+    rows = [
+        [name, d["role"], ", ".join(f"{f}: {n}" for f, n in d["families"].items())]
+        for name, d in sorted(datasets.items())
+        if d["family"] == "mixture"
+    ]
+    return [("table", ["mixture", "role", "train examples per family"], rows)] if rows else []
 
 
 def _failed_section(rows: list[dict]) -> list:
@@ -178,8 +218,10 @@ def write_report(
     intro = f"{len(rows)} runs in the table; {n_down} completed downstream runs enter the figures."
     b1, f1 = _curve_sections(curves, out)
     b2, f2 = _scaling_sections(rows, curves, out, datasets)
-    blocks = [("h1", title), ("headline", head), ("p", intro), *b1, *b2, *_failed_section(rows)]
-    figs = [f for f in f1 + f2 if f is not None]
+    b3, f3 = _mixed_section(rows, by_task(curves), out)
+    blocks = [("h1", title), ("headline", head), ("p", intro), *b1, *b3, *b2]
+    blocks += _failed_section(rows)
+    figs = [f for f in f1 + f3 + f2 if f is not None]
     md, page = out / "report.md", out / "report.html"
     md.write_text(to_markdown(blocks), encoding="utf-8")
     page.write_text(to_html(blocks, title), encoding="utf-8")

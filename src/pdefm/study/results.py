@@ -3,6 +3,11 @@
 Rows follow the report's schema (see ``pdefm.report``): one per training / evaluation run, with
 the test metrics of the learning rate selected on validation (the loop selects it per run, so
 per (task, size, init, mode, preset, seed)).
+
+``init_family`` is the PDE family of the data the run's init stage was pre-trained on
+(``"mixture"`` for a mixed pre-training stage, ``"none"`` for scratch and for pre-training
+runs). Plans written before the label existed lack it: it is then read from the stage's own
+``family`` label.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ COLUMNS = [
     "task_high",
     "method",
     "init",
+    "init_family",
     "mode",
     "model",
     "params",
@@ -81,6 +87,7 @@ def _row(run: dict, record: dict | None, stages: dict, params: dict) -> dict:
         "task_high": labels.get("task_high", labels.get("high")),
         "method": labels.get("method", "pretrain"),
         "init": labels.get("init", "scratch"),
+        "init_family": _init_family(labels, stages),
         "mode": labels.get("mode", "full"),
         "model": labels.get("model"),
         "params": ((record or {}).get("parameters") or {}).get("total"),
@@ -96,9 +103,22 @@ def _row(run: dict, record: dict | None, stages: dict, params: dict) -> dict:
         "wall_time_s": (record or {}).get("wall_time_s"),
     }
     stage = stages.get(labels.get("init"))
-    if stage is not None:
-        row["pretrain_low"], row["pretrain_high"] = stage["labels"]["low"], stage["labels"]["high"]
+    if stage is not None:  # a mixture stage has no range: both stay None
+        row["pretrain_low"] = stage["labels"].get("low")
+        row["pretrain_high"] = stage["labels"].get("high")
     return row
+
+
+def _init_family(labels: dict, stages: dict) -> str | None:
+    """The run's ``init_family`` label, or for older plans the family of its init stage's data
+    ("none" for scratch; None when the plan names a stage it does not define)."""
+    if "init_family" in labels:
+        return labels["init_family"]
+    init = labels.get("init", "scratch")
+    if init == "scratch":
+        return "none"
+    stage = stages.get(init)
+    return None if stage is None else stage["labels"].get("family")
 
 
 def _record(path: Path) -> dict | None:
@@ -111,7 +131,9 @@ def _record(path: Path) -> dict | None:
 
 
 def _parameter_name(family: str) -> str:
-    return {"poisson": "e", "advection_diffusion": "psi", "helmholtz": "w"}.get(family, "")
+    """The physics parameter's short name; "mixed" for a mixture of families."""
+    names = {"poisson": "e", "advection_diffusion": "psi", "helmholtz": "w", "mixture": "mixed"}
+    return names.get(family, "")
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
@@ -124,27 +146,35 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
 
 
 def dataset_summaries(root: str | Path) -> dict[str, dict]:
-    """Parameter histograms of the study's datasets (train split) for the report."""
+    """Per dataset of the study (train split): family, parameter, declared range, role and the
+    realised parameter histogram (or per-value counts); a mixture instead carries ``families``,
+    its realised train count per member family, and no range (low = high = None)."""
     root = Path(root)
     plan = load_plan(root)
     pre = {r["labels"]["task"] for r in plan["runs"] if r["kind"] == "pretrain"}
     out = {}
     for name in plan["datasets"]:
         card_path = root / "data" / name / "card.json"
-        if not card_path.is_file():
-            continue
-        card = json.loads(card_path.read_text())
-        realised = card["realised"]["train"]["parameter"]
-        out[name] = {
-            "family": card["family"],
-            "parameter": card["parameter"]["name"],
-            "low": card["parameter"]["declared"]["low"],
-            "high": card["parameter"]["declared"]["high"],
-            "role": "pretrain" if name in pre else "downstream",
-            **(
-                {"histogram": realised["histogram"]}
-                if "histogram" in realised
-                else {"counts": realised["counts"]}
-            ),
-        }
+        if card_path.is_file():
+            role = "pretrain" if name in pre else "downstream"
+            out[name] = _summary(json.loads(card_path.read_text()), role)
     return out
+
+
+def _summary(card: dict, role: str) -> dict:
+    """One dataset card as the report's summary entry."""
+    declared = card["parameter"]["declared"]
+    head = {
+        "family": card["family"],
+        "parameter": card["parameter"]["name"],
+        "low": declared.get("low"),
+        "high": declared.get("high"),
+        "role": role,
+    }
+    realised = card["realised"]["train"]
+    if card["family"] == "mixture":
+        return {**head, "families": dict(realised.get("families", {}))}
+    law = realised["parameter"]
+    if "histogram" in law:
+        return {**head, "histogram": law["histogram"]}
+    return {**head, "counts": law["counts"]}

@@ -1,5 +1,6 @@
 """Running a study: what is missing, in dependency order (data -> pre-train -> downstream),
-resumable, one process or several (``workers``).
+resumable, one process or several (``workers``), or as tasks on a Ray cluster
+(``executor="ray"``, see ``ray_executor``).
 
 Layout of a study directory::
 
@@ -21,12 +22,14 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from pdefm.data.io import directory_lock, write_json_atomic
-from pdefm.study.spec import Study, StudyRun, load_study, run_config
+from pdefm.errors import PdefmError
+from pdefm.study.spec import Study, StudyMixture, StudyRun, load_study, run_config
 
 PHASES = ("data", "pretrain", "downstream")
 
@@ -65,9 +68,22 @@ def plan_lines(study: Study, root: Path) -> list[str]:
 
 
 def run_study(
-    path: str | Path, out: str | Path | None = None, workers: int = 1, progress: bool = True
+    path: str | Path,
+    out: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    executor: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
 ) -> Path:
-    """Run every missing run of the study in ``path``; returns the study directory."""
+    """Run every missing run of the study in ``path``; returns the study directory.
+
+    ``executor`` "local" runs ``workers`` processes on this machine; "ray" sends every run as
+    a task to the Ray cluster at ``address``, each asking for ``cpus_per_run`` /
+    ``gpus_per_run`` (see ``pdefm.study.ray_executor``).
+    """
+    _check_executor(executor, workers, address, cpus_per_run, gpus_per_run)
     study = load_study(path)
     root = study_dir_for(study, out)
     root.mkdir(parents=True, exist_ok=True)
@@ -84,11 +100,29 @@ def run_study(
             disable=not progress,
             file=sys.stderr,
         )
-        with bar:
+        pool = nullcontext()
+        if executor == "ray" and todo:
+            from pdefm.study.ray_executor import connect
+
+            pool = connect(address, cpus_per_run, gpus_per_run)
+        with bar, pool as ray_pool:
             for phase in PHASES:
                 batch = _runnable([r for r in todo if r.kind == phase], study, root, bar)
-                _run_phase(study, batch, root, workers, bar)
+                for wave in _waves(batch):
+                    _run_phase(study, wave, root, workers, bar, ray_pool)
     return root
+
+
+def _check_executor(executor: str, workers: int, *ray_options) -> None:
+    if executor not in ("local", "ray"):
+        raise PdefmError(f"unknown executor {executor!r}; choose local or ray")
+    if executor == "local" and any(o is not None for o in ray_options):
+        raise PdefmError("--address and --ray-*-per-run need --executor ray; add it")
+    if executor == "ray" and workers != 1:
+        raise PdefmError(
+            "--workers is for the local executor; with --executor ray the cluster's "
+            "resources set how many runs go side by side (see --ray-cpus-per-run)"
+        )
 
 
 def _runnable(runs: list[StudyRun], study: Study, root: Path, bar) -> list[StudyRun]:
@@ -106,6 +140,18 @@ def _runnable(runs: list[StudyRun], study: Study, root: Path, bar) -> list[Study
     return [r for r in runs if not set(r.depends) & failed]
 
 
+def _waves(runs: list[StudyRun]) -> list[list[StudyRun]]:
+    """Split a phase's runs so that none runs before another of the phase it depends on
+    (a mixture dataset after its members); order is kept within a wave."""
+    waves, left = [], list(runs)
+    while left:
+        ids = {r.id for r in left}
+        wave = [r for r in left if not ids & set(r.depends)] or left
+        waves.append(wave)
+        left = [r for r in left if r not in wave]
+    return waves
+
+
 def write_plan(study: Study, root: Path) -> None:
     plan = {
         "name": study.name,
@@ -118,8 +164,15 @@ def write_plan(study: Study, root: Path) -> None:
     write_json_atomic(root / "plan.json", plan)
 
 
-def _run_phase(study: Study, runs: list[StudyRun], root: Path, workers: int, bar) -> None:
+def _run_phase(
+    study: Study, runs: list[StudyRun], root: Path, workers: int, bar, ray_pool=None
+) -> None:
     if not runs:
+        return
+    if ray_pool is not None:
+        from pdefm.study.ray_executor import run_phase
+
+        run_phase(ray_pool, study, runs, root, bar)
         return
     if workers <= 1 or len(runs) == 1:
         for run in runs:
@@ -154,9 +207,13 @@ def execute(study_path: Path, run_id: str, root: Path, progress: bool = False) -
         from pdefm.data.generate import generate_dataset
 
         spec, drop = study.datasets[run.labels["name"]]
-        generate_dataset(
-            spec, root / "data" / run.labels["name"], drop_unsampleable=drop, progress=progress
-        )
+        out = root / "data" / run.labels["name"]
+        if isinstance(spec, StudyMixture):
+            from pdefm.data.mixture import mix_datasets
+
+            mix_datasets(spec.mixture_spec(root / "data"), out, progress=progress)
+        else:
+            generate_dataset(spec, out, drop_unsampleable=drop, progress=progress)
         return {"status": "completed", "seconds": time.perf_counter() - start}
     from pdefm.train.loop import train
 

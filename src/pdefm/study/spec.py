@@ -7,6 +7,8 @@ deterministically into runs with ids that are hashes of their resolved configs.
     datasets:
       poisson_1-5:  {family: poisson, range: [1, 5], n_train: 1024, n_val: 64, n_test: 64}
       poisson_5-10: {family: poisson, range: [5, 10], n_train: 512, n_val: 64, n_test: 128}
+      # a mixture of datasets above (weights), on the union channel layout; masks: optional
+      # mix: {mixture: {poisson_1-5: 1, hh_1-10: 1}, n_train: 1024, n_val: 64, n_test: 64}
     pretrain:
       poisson_1-5: {data: poisson_1-5, model: fno-tiny, epochs: 30, lrs: [1e-3]}
     downstream:                    # one block, or a list of blocks
@@ -28,6 +30,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pdefm.data.mixture import MixtureSpec
 from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import FAMILIES, GaussianLatticeSource
@@ -35,6 +38,7 @@ from pdefm.study.yamlcheck import Checker, Located, load_located
 from pdefm.train.config import MODES, RunConfig
 
 TOP_KEYS = {"name", "resolution", "seed", "sigma", "datasets", "pretrain", "downstream"}
+MIX_KEYS = {"mixture", "n_train", "n_val", "n_test", "masks", "seed"}
 DATA_KEYS = {
     "family",
     "range",
@@ -77,11 +81,41 @@ class StudyRun:
     config: dict = field(default_factory=dict)  # RunConfig fields, paths relative to the study
 
 
+@dataclass(frozen=True)
+class StudyMixture:
+    """A study dataset that mixes other datasets of the study (``pdefm.data.mixture``)."""
+
+    members: tuple[tuple[str, float], ...]  # (dataset name, weight)
+    n_train: int
+    n_val: int
+    n_test: int
+    masks: bool = False
+    seed: int = 0
+    family = "mixture"
+    low = None
+    high = None
+
+    def to_dict(self) -> dict:
+        return {
+            "family": "mixture",
+            "members": dict(self.members),
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "n_test": self.n_test,
+            "masks": self.masks,
+            "seed": self.seed,
+        }
+
+    def mixture_spec(self, data_dir: Path) -> MixtureSpec:
+        members = tuple((str(data_dir / name), w) for name, w in self.members)
+        return MixtureSpec(members, self.n_train, self.n_val, self.n_test, self.masks, self.seed)
+
+
 @dataclass
 class Study:
     name: str
     path: Path
-    datasets: dict[str, tuple[GenerationSpec, bool]]  # name -> (spec, drop_unsampleable)
+    datasets: dict[str, tuple[GenerationSpec | StudyMixture, bool]]  # name -> (spec, drop)
     runs: list[StudyRun]
 
 
@@ -93,7 +127,9 @@ def load_study(path: str | Path) -> Study:
     top = check.mapping(root, "the study", TOP_KEYS, required=("datasets",))
     defaults = {k: top[k].value for k in ("resolution", "seed", "sigma") if k in top}
     datasets = _datasets(check, top["datasets"], defaults)
-    data_runs = {name: _data_run(name, spec) for name, (spec, _) in datasets.items()}
+    data_runs = {}
+    for name, (spec, _) in datasets.items():  # members come first (checked in _mixture)
+        data_runs[name] = _data_run(name, spec, data_runs)
     stages = _stages(check, top.get("pretrain"), datasets, data_runs)
     runs = [*data_runs.values(), *stages.values()]
     for block in check.listing(top["downstream"], "downstream") if "downstream" in top else []:
@@ -106,6 +142,9 @@ def load_study(path: str | Path) -> Study:
 def _datasets(check: Checker, item: Located, defaults: dict) -> dict:
     out = {}
     for name, entry in check.mapping(item, "datasets", set(item.value or {})).items():
+        if isinstance(entry.value, dict) and "mixture" in entry.value:
+            out[name] = (_mixture(check, name, entry, out, defaults), False)
+            continue
         fields = check.mapping(
             entry,
             f"datasets.{name}",
@@ -148,9 +187,43 @@ def _generation_spec(check, name, entry, fields, defaults) -> tuple[GenerationSp
     return spec, bool(get("drop_unsampleable"))
 
 
-def _data_run(name: str, spec: GenerationSpec) -> StudyRun:
+def _mixture(check: Checker, name: str, entry: Located, earlier: dict, defaults) -> StudyMixture:
+    where = f"datasets.{name}"
+    required = ("mixture", "n_train", "n_val", "n_test")
+    fields = check.mapping(entry, where, MIX_KEYS, required=required)
+    members = []
+    listed = fields["mixture"].value
+    names = set(listed) if isinstance(listed, dict) else set()
+    for member, weight in check.mapping(fields["mixture"], f"{where}.mixture", names).items():
+        if member not in earlier or isinstance(earlier[member][0], StudyMixture):
+            check.fail(
+                weight,
+                f"{where}.mixture: {member!r} is not a generated dataset listed above it "
+                f"(datasets so far: {', '.join(earlier) or 'none'})",
+            )
+        if not isinstance(weight.value, (int, float)) or weight.value <= 0:
+            check.fail(weight, f"{where}.mixture.{member}: the weight must be a positive number")
+        members.append((member, float(weight.value)))
+    if len(members) < 2:
+        check.fail(fields["mixture"], f"{where}.mixture needs at least two datasets")
+    counts = {}
+    for key in ("n_train", "n_val", "n_test"):
+        if not isinstance(fields[key].value, int) or fields[key].value <= 0:
+            check.fail(fields[key], f"{where}.{key} must be a positive integer")
+        counts[key] = fields[key].value
+    masks = bool(fields["masks"].value) if "masks" in fields else False
+    seed = int(fields["seed"].value) if "seed" in fields else int(defaults.get("seed") or 0)
+    return StudyMixture(tuple(members), **counts, masks=masks, seed=seed)
+
+
+def _data_run(name: str, spec, data_runs: dict[str, StudyRun]) -> StudyRun:
+    labels = {"name": name, "family": spec.family}
+    if isinstance(spec, StudyMixture):
+        depends = tuple(data_runs[m].id for m, _ in spec.members)
+        run_id = _hash(["mix", spec.to_dict(), depends])
+        return StudyRun(run_id, "data", labels, depends)
     run_id = _hash(["data", spec.to_dict()])
-    return StudyRun(run_id, "data", {"name": name, "family": spec.family}, data=spec)
+    return StudyRun(run_id, "data", labels, data=spec)
 
 
 # -- pre-training stages -------------------------------------------------------------------------
@@ -293,6 +366,7 @@ def _down_run(task, init, mode, model, n, seed, common, datasets, data_runs, sta
         "task_high": spec.high,
         "method": "scratch" if init == "scratch" else "finetune",
         "init": init,
+        "init_family": "none" if init == "scratch" else stages[init].labels["family"],
         "mode": mode,
         "model": model,
         "seed": seed,
@@ -319,6 +393,7 @@ def _zero_shot(task, stage, datasets, data_runs, stages) -> StudyRun:
         "task_high": spec.high,
         "method": "zero-shot",
         "init": stage,
+        "init_family": stages[stage].labels["family"],
         "mode": "zero-shot",
         "model": config["model"],
         "seed": 0,

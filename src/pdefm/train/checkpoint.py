@@ -9,6 +9,7 @@ written to temporary names and renamed, the card last: a directory with a card i
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -66,7 +67,13 @@ def load_checkpoint(root: str | Path, device: str | torch.device = "cpu"):
     state = _read_weights(root / WEIGHTS)
     _check_keys(root, model, state)
     model.load_state_dict(state)
-    return model.to(device), card, Normaliser.from_dict(card["normalisation"])
+    return model.to(device), card, normaliser_of(card)
+
+
+def normaliser_of(card: dict) -> Normaliser:
+    """A checkpoint's normaliser (a pdefm 0.1 card names its family through its datasets)."""
+    datasets = card.get("datasets") or [{}]
+    return Normaliser.from_dict(card["normalisation"], datasets[-1].get("family"))
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -105,17 +112,64 @@ def _few(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def channel_order(model_channels: list[str], data_channels: list[str], where: str) -> list[int]:
-    """Index of each of the model's input channels in the dataset's channels (mapping by name).
+@dataclass(frozen=True)
+class ChannelMap:
+    """How a dataset's input channels feed a model's, by name.
 
-    Raises a one-line PdefmError when the dataset lacks a channel the model needs or has one
-    the model has never seen."""
-    missing = [c for c in model_channels if c not in data_channels]
-    extra = [c for c in data_channels if c not in model_channels]
-    if missing or extra:
+    ``index[i]`` is the data channel of model channel i; ``len(data)`` stands for a channel of
+    zeros (a coefficient the dataset's family lacks, or an absent mask) and ``len(data) + 1``
+    for ones (the presence mask ``has_X`` of a coefficient X the dataset has)."""
+
+    model: tuple[str, ...]
+    data: tuple[str, ...]
+    index: tuple[int, ...]
+
+    def apply(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Data-ordered inputs (B, len(data), H, W) -> model-ordered (B, len(model), H, W)."""
+        if self.index == tuple(range(len(self.data))):
+            return inputs
+        b, _, h, w = inputs.shape
+        const = torch.stack([inputs.new_zeros(b, h, w), inputs.new_ones(b, h, w)], 1)
+        return torch.cat([inputs, const], 1)[:, list(self.index)]
+
+    def describe(self) -> dict[str, str]:
+        """Model channel -> the data channel feeding it, or "zero" / "one" (for the record)."""
+        names = [*self.data, "zero", "one"]
+        return {m: names[i] for m, i in zip(self.model, self.index, strict=True)}
+
+
+def unseen_channels(model_channels: list[str], data_channels: list[str]) -> list[str]:
+    """The dataset's channels that the model has never seen, in data order."""
+    return [c for c in data_channels if c not in model_channels]
+
+
+def map_channels(model_channels: list[str], data_channels: list[str], where: str) -> ChannelMap:
+    """Map a dataset's channels onto a model's by name (see ``ChannelMap``).
+
+    A model channel the dataset lacks is zero (its mask ``has_X`` zero too), as for a family
+    without that coefficient in a mixture. A dataset channel the model has never seen is a
+    one-line PdefmError: it would be silently ignored otherwise."""
+    from pdefm.data.mixture import MASK_PREFIX
+
+    unseen = unseen_channels(model_channels, data_channels)
+    if unseen:
         raise PdefmError(
-            f"{where} cannot map the dataset's channels onto the model's: dataset lacks "
-            f"{_few(missing)}, model has never seen {_few(extra)} (model inputs: "
-            f"{', '.join(model_channels)}); fine-tune from a checkpoint of the same family"
+            f"{where} has never seen the dataset's channel(s) {_few(unseen)} (model inputs: "
+            f"{', '.join(model_channels)}); fine-tune with --new-channels init to give them "
+            "freshly initialised lift columns, or use a checkpoint trained on them"
         )
-    return [data_channels.index(c) for c in model_channels]
+    if model_channels[0] not in data_channels:
+        raise PdefmError(
+            f"the dataset has no {model_channels[0]!r} channel, which {where} needs first; "
+            "import the forcing as 'source'"
+        )
+    zero, one = len(data_channels), len(data_channels) + 1
+    index = []
+    for c in model_channels:
+        if c in data_channels:
+            index.append(data_channels.index(c))
+        elif c.startswith(MASK_PREFIX):
+            index.append(one if c[len(MASK_PREFIX) :] in data_channels else zero)
+        else:
+            index.append(zero)
+    return ChannelMap(tuple(model_channels), tuple(data_channels), tuple(index))

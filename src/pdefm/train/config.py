@@ -15,9 +15,11 @@ from pathlib import Path
 from pdefm.errors import PdefmError
 
 MODES = ("full", "head", "frozen-spectral", "lora", "zero-shot")
+NEW_CHANNELS = ("error", "init")  # a dataset channel a checkpoint never saw: refuse, or add it
 SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
 # Fields that change where or how fast a run goes, not what it computes: not in its id.
-_NOT_IN_ID = ("out", "device", "progress", "run_name")
+# (tf32 moves GPU results at the level of float32 matmul rounding, as the device does.)
+_NOT_IN_ID = ("out", "device", "progress", "run_name", "compile", "tf32")
 MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate every k-th
 
 
@@ -37,9 +39,12 @@ class RunConfig:
     batch_size: int = 32
     weight_decay: float = 1e-4
     lora_rank: int = 4
+    new_channels: str = "error"
     seed: int = 0
     bf16: bool = False
     device: str = "auto"
+    compile: bool = False  # torch.compile the network that is trained
+    tf32: bool = True  # TensorFloat-32 matmuls on CUDA (the DFTs of the Fourier layers too)
     out: str = "runs"
     progress: bool = True
     model_overrides: dict = field(default_factory=dict)
@@ -86,6 +91,11 @@ class RunConfig:
         self._validate_budget()
         if self.batch_size <= 0:
             raise PdefmError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.new_channels not in NEW_CHANNELS:
+            raise PdefmError(
+                f"--new-channels must be one of {', '.join(NEW_CHANNELS)}, "
+                f"got {self.new_channels!r}"
+            )
         if self.mode == "lora" and self.lora_rank <= 0:
             raise PdefmError(f"--lora-rank must be positive, got {self.lora_rank}")
 

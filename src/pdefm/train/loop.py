@@ -6,6 +6,13 @@ checkpoint), picks the learning rate with the lowest validation error, reports t
 that model, and writes the run record. Every epoch ends with an atomic training-state file, so
 running the same config again after a kill continues where it stopped and ends with the same
 metrics. A finished run is not repeated: its record is returned.
+
+Under ``torchrun`` the same loop trains one model data-parallel (see ``distributed``): each rank
+takes its share of every global batch, DDP averages the gradients, metrics are reduced over
+ranks, and only rank 0 writes (record, checkpoints, training states); every rank resumes from
+the state rank 0 wrote. On CUDA: optional bf16 autocast (the Fourier layers' DFTs stay float32),
+TF32 matmuls, optional ``torch.compile``, and no host-device sync per step (the loss is checked
+every ``CHECK_EVERY_CUDA`` steps and at the end of each epoch).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +33,24 @@ from pdefm import __version__
 from pdefm.data.dataset import PDEDataset
 from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
+from pdefm.train import distributed
 from pdefm.train.adapt import configure_mode
 from pdefm.train.batches import BatchCache, SplitBatches
-from pdefm.train.checkpoint import channel_order, load_checkpoint, save_checkpoint
+from pdefm.train.checkpoint import (
+    load_checkpoint,
+    map_channels,
+    save_checkpoint,
+    unseen_channels,
+)
 from pdefm.train.config import MAX_EVALUATIONS, RunConfig
-from pdefm.train.metrics import mse, physics_residual, relative_l2
+from pdefm.train.metrics import mse, relative_l2
 from pdefm.train.normalise import Normaliser
 from pdefm.train.state import load_state, save_state
 
 RECORD = "record.json"
 EVAL_BATCH = 64
 DIVERGENCE_FACTOR = 1e4  # loss this many times its first value counts as divergence
+CHECK_EVERY_CUDA = 25  # steps between loss checks on a GPU (each one waits for the GPU)
 
 
 class DivergedError(RuntimeError):
@@ -53,29 +68,42 @@ def train(config: RunConfig) -> dict:
     done = _finished_record(run_dir)
     if done is not None:
         return done
-    device = resolve_device(config.device)
-    record = _new_record(config, resolved, run_id, device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / RECORD, record)
-    start = time.perf_counter()
-    try:
-        _run(config, splits, run_dir, device, record)
-        record["status"] = "completed"
-    except DivergedError as exc:
-        record.update(status="failed", reason=str(exc))
-    record["wall_time_s"] = round(time.perf_counter() - start + record.get("wall_time_s", 0), 3)
-    write_json_atomic(run_dir / RECORD, record)
+    with distributed.process_group(resolve_device(config.device)) as device:
+        _configure_cuda(device, config)
+        record = _new_record(config, resolved, run_id, device)
+        if distributed.is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(run_dir / RECORD, record)
+        start = time.perf_counter()
+        try:
+            _run(config, splits, run_dir, device, record)
+            record["status"] = "completed"
+        except DivergedError as exc:
+            record.update(status="failed", reason=str(exc))
+        record["wall_time_s"] = round(time.perf_counter() - start, 3)
+        if distributed.is_main():
+            write_json_atomic(run_dir / RECORD, record)
     return record
+
+
+def _configure_cuda(device: torch.device, config: RunConfig) -> None:
+    """TF32 matmuls and convolutions on CUDA (10-bit mantissa products, float32 sums) if
+    ``config.tf32``; nothing to do on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
 
 
 def _run(config, splits, run_dir: Path, device, record: dict) -> None:
     batches = BatchCache(splits, device)
     if config.mode == "zero-shot":
         model, ckpt_card, norm = load_checkpoint(config.init, device)
-        order = channel_order(
-            ckpt_card["input_channels"], splits["test"].input_channels, f"checkpoint {config.init}"
+        test = splits["test"]
+        cmap = map_channels(
+            ckpt_card["input_channels"], test.input_channels, f"checkpoint {config.init}"
         )
-        _finish(record, model, norm, order, batches, lr=None, history=[], trainable=0)
+        norm = norm.with_dataset(test.card)
+        _finish(record, model, cmap, norm, batches, lr=None, history=[], trainable=0)
         return
     results = {lr: _train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}") for lr in config.lrs}
     record["per_lr"] = {f"{lr:g}": r["summary"] for lr, r in results.items()}
@@ -85,20 +113,23 @@ def _run(config, splits, run_dir: Path, device, record: dict) -> None:
         raise DivergedError(f"every learning rate failed ({reasons})")
     best_lr = min(ok, key=lambda lr: ok[lr]["summary"]["best_val_rel_l2"])
     best_dir = run_dir / f"lr-{best_lr:g}" / "best"
+    distributed.barrier()  # rank 0 may still be writing the best checkpoint every rank reads
     model, _, norm = load_checkpoint(best_dir, device)
-    order = ok[best_lr]["order"]
     best = ok[best_lr]
     trainable = best["summary"]["trainable_parameters"]
-    _finish(record, model, norm, order, batches, best_lr, best["history"], trainable)
-    _publish_checkpoint(best_dir, run_dir / "checkpoint", record)
+    _finish(record, model, best["cmap"], norm, batches, best_lr, best["history"], trainable)
+    record["checkpoint"] = str(run_dir / "checkpoint")
+    if distributed.is_main():
+        _publish_checkpoint(best_dir, run_dir / "checkpoint", record)
 
 
-def _finish(record, model, norm, order, batches: BatchCache, lr, history, trainable) -> None:
+def _finish(record, model, cmap, norm, batches: BatchCache, lr, history, trainable) -> None:
     """Final validation and test metrics of the selected model, into the record."""
     record["selected_lr"] = lr
     record["history"] = history
-    record["val"] = evaluate_model(model, norm, batches("val", order))
-    record["test"] = evaluate_model(model, norm, batches("test", order), residual=True)
+    record["channels"] = cmap.describe()
+    record["val"] = evaluate_model(model, batches("val", cmap, norm))
+    record["test"] = evaluate_model(model, batches("test", cmap, norm), residual=True)
     record["parameters"] = {
         "total": sum(p.numel() for p in model.parameters()),
         "trainable": trainable,
@@ -116,51 +147,43 @@ def _publish_checkpoint(best_dir: Path, target: Path, record: dict) -> None:
     write_json_atomic(card_path, card)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    record["checkpoint"] = str(target)
 
 
 # -- one learning rate -------------------------------------------------------------------------
+@dataclass
+class _Training:
+    """What one learning rate trains: ``model`` (evaluated, saved: never wrapped), ``net`` (the
+    network that is stepped: ``model`` itself, or in DDP and/or compiled), the optimiser, the
+    train and validation batches and the step plan (see ``_plan``)."""
+
+    model: torch.nn.Module
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    train_b: SplitBatches
+    val_b: SplitBatches
+    plan: dict
+
+
 def _train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path) -> dict:
     """Train (or resume, or find finished) the model for one learning rate."""
     torch.manual_seed(config.seed)
     splits = batches.splits
-    model, norm, order, base = _build(config, splits["train"])
+    model, norm, cmap, base = _build(config, splits["train"])
     trainable = configure_mode(model, config.mode, config.lora_rank)
     model.to(batches.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    train_b = batches("train", order)
-    val_b = batches("val", order)
-    plan = _plan(config, len(train_b))
+    train_b = batches("train", cmap, norm)
     state_path = lr_dir / "state.safetensors"
     info = {"epoch": 0, "step": 0, "history": [], "best": math.inf, "status": "running"}
-    if state_path.is_file():
+    if state_path.is_file():  # every rank resumes from the state rank 0 wrote
         info = load_state(state_path, model, opt)
-    lr_dir.mkdir(parents=True, exist_ok=True)
+    net = distributed.wrap(model, batches.device)  # after loading: DDP broadcasts rank 0's
+    net = torch.compile(net) if config.compile else net
+    plan = _plan(config, len(train_b))
+    t = _Training(model, net, opt, train_b, batches("val", cmap, norm), plan)
     card = _checkpoint_card(config, splits["train"], norm, base, lr)
-    bar = tqdm(
-        total=plan["steps"],
-        initial=info["step"],
-        disable=not config.progress,
-        desc=f"lr {lr:g}",
-        unit="step",
-        leave=False,
-    )
-    try:
-        while info["status"] == "running" and info["epoch"] < plan["epochs"]:
-            if not _epoch(config, model, opt, norm, train_b, val_b, plan, lr, info, bar):
-                continue  # state is saved on validation epochs; a resume replays from there
-            if info["history"][-1]["val_rel_l2"] < info["best"]:
-                info["best"] = info["history"][-1]["val_rel_l2"]
-                save_checkpoint(lr_dir / "best", model, card)
-            if info["epoch"] >= plan["epochs"]:
-                info["status"] = "completed"
-            save_state(state_path, model, opt, info)
-    except DivergedError as exc:
-        info.update(status="failed", reason=str(exc))
-        save_state(state_path, model, opt, info)
-    finally:
-        bar.close()
+    _fit(config, t, lr, info, lr_dir, card)
     summary = {
         "status": info["status"],
         "reason": info.get("reason"),
@@ -170,7 +193,42 @@ def _train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Pat
         "trainable_parameters": sum(p.numel() for p in params),
         "trainable_names": len(trainable),
     }
-    return {"summary": summary, "history": info["history"], "order": order}
+    return {"summary": summary, "history": info["history"], "cmap": cmap}
+
+
+def _fit(config: RunConfig, t: _Training, lr: float, info: dict, lr_dir: Path, card) -> None:
+    """Epochs until the plan is done or the loss diverges; the best model and the state are
+    saved (by rank 0) at each validation epoch."""
+    main = distributed.is_main()
+    if main:
+        lr_dir.mkdir(parents=True, exist_ok=True)
+    state_path = lr_dir / "state.safetensors"
+    bar = tqdm(
+        total=t.plan["steps"],
+        initial=info["step"],
+        disable=not (config.progress and main),
+        desc=f"lr {lr:g}",
+        unit="step",
+        leave=False,
+    )
+    try:
+        while info["status"] == "running" and info["epoch"] < t.plan["epochs"]:
+            if not _epoch(config, t, lr, info, bar):
+                continue  # state is saved on validation epochs; a resume replays from there
+            if info["history"][-1]["val_rel_l2"] < info["best"]:
+                info["best"] = info["history"][-1]["val_rel_l2"]
+                if main:
+                    save_checkpoint(lr_dir / "best", t.model, card)
+            if info["epoch"] >= t.plan["epochs"]:
+                info["status"] = "completed"
+            if main:
+                save_state(state_path, t.model, t.opt, info)
+    except DivergedError as exc:
+        info.update(status="failed", reason=str(exc))
+        if main:
+            save_state(state_path, t.model, t.opt, info)
+    finally:
+        bar.close()
 
 
 def _plan(config: RunConfig, n_train: int) -> dict:
@@ -190,59 +248,108 @@ def _plan(config: RunConfig, n_train: int) -> dict:
     }
 
 
-def _epoch(config, model, opt, norm, train_b, val_b, plan, lr, info, bar) -> bool:
+def _epoch(config: RunConfig, t: _Training, lr: float, info: dict, bar) -> bool:
     """One pass over the training examples in a fresh order; validation every
-    ``plan["validate_every"]`` epochs and at the last one. Returns whether it validated."""
-    order = torch.randperm(len(train_b), generator=_epoch_generator(config.seed, info["epoch"]))
-    model.train()
-    losses = []
-    for i in range(0, len(order), plan["batch"]):
+    ``plan["validate_every"]`` epochs and at the last one. Returns whether it validated.
+
+    Every rank draws the same order and steps on its share of each global batch."""
+    plan, n = t.plan, len(t.train_b)
+    order = torch.randperm(n, generator=_epoch_generator(config.seed, info["epoch"]))
+    order = order.to(t.train_b.index_device)  # once per epoch, not once per batch
+    t.net.train()
+    losses = _Losses(1 if t.train_b.device.type == "cpu" else CHECK_EVERY_CUDA)
+    for i in range(0, n, plan["batch"]):
         if info["step"] >= plan["steps"]:
             break
-        for group in opt.param_groups:
+        for group in t.opt.param_groups:
             group["lr"] = _cosine(lr, info["step"], plan["steps"])
-        losses.append(_step(model, opt, norm, *train_b.get(order[i : i + plan["batch"]]), config))
-        _check_loss(losses)
+        batch = order[i : i + plan["batch"]]
+        share = distributed.shard(batch)
+        x, y, _ = t.train_b.get(share)
+        weight = len(share) * distributed.world_size() / len(batch)
+        losses.add(_step(t.net, t.opt, x, y, config, weight))
         info["step"] += 1
         bar.update(1)
+    losses.flush()
     info["epoch"] += 1
     if info["epoch"] % plan["validate_every"] and info["epoch"] < plan["epochs"]:
         return False
-    val = evaluate_model(model, norm, val_b)
+    val = evaluate_model(t.model, t.val_b)
     info["history"].append(
         {
             "epoch": info["epoch"],
             "step": info["step"],
-            "train_loss": float(np.mean(losses)) if losses else None,
+            "train_loss": float(np.mean(losses.values)) if losses.values else None,
             "val_rel_l2": val["rel_l2"],
-            "lr": opt.param_groups[0]["lr"],
+            "lr": t.opt.param_groups[0]["lr"],
         }
     )
     bar.set_postfix(loss=f"{info['history'][-1]['train_loss']:.3g}", val=f"{val['rel_l2']:.3g}")
     return True
 
 
-def _step(model, opt, norm: Normaliser, x, y, config: RunConfig) -> float:
-    scale = norm.example_scale(x)
+def _step(net, opt, x, y, config: RunConfig, weight: float = 1.0) -> torch.Tensor:
+    """One optimiser step on this rank's share (x, y) of a normalised global batch; returns
+    the loss, detached, on the device (reading it would wait for the GPU).
+
+    The loss is MSE(net(x), y) * weight with weight = share size * world size / global batch
+    size (1 in one process), so that DDP's mean over ranks of the gradients is the gradient of
+    the global batch's MSE even when the shares differ in size."""
     with _autocast(x.device, config.bf16):
-        pred = model(norm.inputs(x, scale))
-    loss = torch.nn.functional.mse_loss(pred.float(), y / scale)
+        pred = net(x)
+    if len(x):
+        loss = torch.nn.functional.mse_loss(pred.float(), y)
+        loss = loss * weight if weight != 1 else loss
+    else:
+        loss = pred.float().sum()  # 0: an empty share must still join DDP's all-reduce
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return loss.item()
+    return loss.detach()
 
 
-def _check_loss(losses: list[float]) -> None:
-    last = losses[-1]
-    if not math.isfinite(last):
-        raise DivergedError(
-            f"loss became {last} at step {len(losses)} of the epoch; lower the learning rate"
-        )
-    if last > DIVERGENCE_FACTOR * max(losses[0], 1e-12):
-        raise DivergedError(
-            f"loss grew from {losses[0]:.3g} to {last:.3g}; lower the learning rate"
-        )
+class _Losses:
+    """The training losses of an epoch, global-batch values, checked for divergence.
+
+    Step losses stay on the device and are read (summed over ranks: every rank then takes the
+    same decision) every ``every`` steps and by ``flush``; on the CPU every step, as reading a
+    CPU tensor costs nothing."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.values = every, []
+        self._pending: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor) -> None:
+        self._pending.append(loss)
+        if len(self._pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read the pending losses and raise DivergedError if one of them diverged."""
+        if not self._pending:
+            return
+        new = torch.stack(self._pending).float()
+        self._pending = []
+        if distributed.active():  # each rank's loss is weighted: their sum is world x global
+            new = distributed.all_reduce_sum(new) / distributed.world_size()
+        first = len(self.values)
+        self.values.extend(new.tolist())
+        _check_loss(self.values, first)
+
+
+def _check_loss(losses: list[float], first: int = 0) -> None:
+    """DivergedError at the first of ``losses[first:]`` that is not finite or exceeds
+    DIVERGENCE_FACTOR times the epoch's first loss."""
+    for k in range(first, len(losses)):
+        value = losses[k]
+        if not math.isfinite(value):
+            raise DivergedError(
+                f"loss became {value} at step {k + 1} of the epoch; lower the learning rate"
+            )
+        if value > DIVERGENCE_FACTOR * max(losses[0], 1e-12):
+            raise DivergedError(
+                f"loss grew from {losses[0]:.3g} to {value:.3g}; lower the learning rate"
+            )
 
 
 def _cosine(lr: float, step: int, total: int) -> float:
@@ -262,45 +369,63 @@ def _autocast(device: torch.device, bf16: bool):
 
 # -- evaluation -------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate_model(model, norm: Normaliser, batches: SplitBatches, residual: bool = False) -> dict:
+def evaluate_model(model, batches: SplitBatches, residual: bool = False) -> dict:
     """Mean per-sample relative L2 (the study's metric), MSE and, optionally, the physics
-    residual ||L u_pred - f|| / ||f|| of the predictions, in original units."""
+    residual ||L u_pred - f|| / ||f|| of the predictions, in original units (the residual is
+    left out for a family pdefm has no operator for). Under torchrun each rank evaluates its
+    share of the samples and the sums are reduced: every rank gets the whole split's means."""
     model.eval()
     rel, err, res = [], [], []
-    for a in range(0, len(batches), EVAL_BATCH):
-        positions = np.arange(a, min(a + EVAL_BATCH, len(batches)))
-        x, y = batches.get(positions)
-        scale = norm.example_scale(x)
-        pred = model(norm.inputs(x, scale)).float() * scale
-        rel.append(relative_l2(pred, y).cpu())
-        err.append(mse(pred, y).cpu())
+    share = distributed.shard(np.arange(len(batches)))
+    for a in range(0, len(share), EVAL_BATCH):
+        positions = share[a : a + EVAL_BATCH]
+        x, y, s = batches.get(positions)
+        pred, y = model(x).float() * s, y * s
+        rel.append(relative_l2(pred, y))
+        err.append(mse(pred, y))
         if residual:
-            coeffs = batches.coefficients(positions)
-            res.append(physics_residual(pred[:, 0], x[:, 0], batches.ds.card, coeffs))
-    out = {
-        "rel_l2": float(torch.cat(rel).mean()),
-        "mse": float(torch.cat(err).mean()),
-        "n": len(batches),
-    }
-    if residual:
-        out["residual"] = float(torch.cat(res).mean())
+            res.append(batches.residual(pred[:, 0], x[:, 0] * s[:, 0], positions))
+    out = {"rel_l2": _mean(rel), "mse": _mean(err), "n": len(batches)}
+    value = _mean(res, skip_nan=True) if residual else None
+    if value is not None:
+        out["residual"] = value
     return out
+
+
+def _mean(parts: list[torch.Tensor], skip_nan: bool = False) -> float | None:
+    """Mean of the concatenated per-sample values over every rank (NaNs left out with
+    ``skip_nan``; None when nothing is left)."""
+    values = torch.cat(parts).cpu() if parts else torch.zeros(0)
+    if not distributed.active():
+        if skip_nan:
+            return None if values.isnan().all() else float(values.nanmean())
+        return float(values.mean())
+    keep = ~values.isnan() if skip_nan else torch.ones_like(values, dtype=torch.bool)
+    total = torch.stack([values[keep].double().sum(), keep.sum().double()])
+    total = distributed.all_reduce_sum(total)
+    return None if total[1] == 0 else float(total[0] / total[1])
 
 
 # -- building -------------------------------------------------------------------------------------
 def _build(config: RunConfig, train_ds: PDEDataset):
-    """Model, normaliser, channel order and the base checkpoint card (None from scratch)."""
+    """Model, normaliser, channel map and the base checkpoint card (None from scratch)."""
+    channels = train_ds.input_channels
     if config.init == "scratch":
         from pdefm.models import create_model
 
-        channels = train_ds.input_channels
         model = create_model(config.model, len(channels), 1, **config.model_overrides)
-        return model, Normaliser.from_card(train_ds.card), list(range(len(channels))), None
+        cmap = map_channels(channels, channels, "the model")
+        return model, Normaliser.from_card(train_ds.card), cmap, None
     model, card, norm = load_checkpoint(config.init)
-    order = channel_order(
-        card["input_channels"], train_ds.input_channels, f"checkpoint {config.init}"
-    )
-    return model, norm, order, card
+    unseen = unseen_channels(card["input_channels"], channels)
+    if unseen and config.new_channels == "init":
+        from pdefm.models import add_input_channels
+
+        add_input_channels(model, len(unseen))
+        norm = norm.with_channels(unseen, train_ds.card)
+    norm = norm.with_dataset(train_ds.card)
+    cmap = map_channels(list(norm.channels), channels, f"checkpoint {config.init}")
+    return model, norm, cmap, card
 
 
 def _checkpoint_card(config, train_ds: PDEDataset, norm: Normaliser, base: dict | None, lr):
@@ -364,6 +489,8 @@ def _new_record(config: RunConfig, resolved: dict, run_id: str, device) -> dict:
         "config": resolved,
         "status": "running",
         "device": str(device),
+        "world_size": distributed.world_size(),
+        "compile": config.compile,
         "pdefm_version": __version__,
         "torch_version": torch.__version__,
         "out": str(Path(config.out) / (config.run_name or run_id)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pdefm.pdes import Grid, get_family
+from pdefm.pdes import FAMILIES, Grid, get_family
 
 
 def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -34,3 +34,25 @@ def physics_residual(
     if pde.remove_mean:
         u = u - u.mean(dim=(-2, -1), keepdim=True)  # L does not see the mean of u
     return pde.relative_residual(u, f, coeffs, Grid(u.shape[-1]))
+
+
+def dataset_residual(
+    pred: torch.Tensor, source: torch.Tensor, card: dict, vectors: dict[str, np.ndarray]
+) -> torch.Tensor:
+    """``physics_residual`` for a batch of any pdefm dataset: per member family for a mixture
+    (``vectors["member"]``), NaN for a family pdefm has no operator for (imported data).
+
+    pred, source (B, n, n); vectors: the split's per-sample arrays at the batch's rows."""
+    prefix = "coefficients/"
+    coeffs = {k[len(prefix) :]: v for k, v in vectors.items() if k.startswith(prefix)}
+    if "members" not in card:
+        if card["family"] not in FAMILIES:
+            return torch.full((len(pred),), float("nan"), dtype=torch.float64)
+        return physics_residual(pred, source, card, coeffs)
+    out = torch.full((len(pred),), float("nan"), dtype=torch.float64)
+    for k in np.unique(vectors["member"]):
+        at = np.flatnonzero(vectors["member"] == k)
+        # a mixture stores every member's coefficients, NaN for the samples of the others
+        own = {f"{prefix}{n}": v[at] for n, v in coeffs.items() if np.isfinite(v[at]).all()}
+        out[torch.as_tensor(at)] = dataset_residual(pred[at], source[at], card["members"][k], own)
+    return out
