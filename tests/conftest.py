@@ -34,3 +34,42 @@ def datasets(tmp_path_factory):
         generate_dataset(spec, root, progress=False, drop_unsampleable=True)
         out[family] = (spec, root)
     return out
+
+
+def tree_snapshot(root) -> dict:
+    """Relative path -> content digest (None for folders) of everything under ``root``."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(root)
+    if not root.exists():
+        return {}
+    snap = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        snap[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return snap
+
+
+@pytest.fixture
+def refused(capsys, tmp_path):
+    """``refused(argv, *needles, watch=(paths...))`` runs ``pdefm ARGV`` in-process and asserts
+    the refusal contract: exit code 2, exactly one stderr line ``error: ...`` holding every
+    needle, no traceback, and every watched tree (default: the test's tmp_path) unchanged."""
+    from pdefm.cli import main
+
+    def check(argv, *needles, watch=None):
+        roots = [tmp_path] if watch is None else list(watch)
+        before = [tree_snapshot(r) for r in roots]
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        lines = [line for line in captured.err.splitlines() if line.strip()]
+        assert code == 2, (code, captured.err, captured.out)
+        assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+        after = [tree_snapshot(r) for r in roots]
+        assert after == before, f"refusal changed files: {lines[0]}"
+        return lines[0]
+
+    return check

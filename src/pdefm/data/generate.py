@@ -26,7 +26,7 @@ from pdefm import __version__
 from pdefm.data import card as cards
 from pdefm.data import store
 from pdefm.data.blocks import Block, UnsampleableError, acceptance_rates, generate_block
-from pdefm.data.io import atomic_replace, directory_lock, write_json_atomic
+from pdefm.data.io import atomic_replace, directory_lock, is_empty_dir, write_json_atomic
 from pdefm.data.spec import SPLITS, GenerationSpec
 from pdefm.errors import PdefmError
 
@@ -84,7 +84,7 @@ def generate_dataset(
 def _check_output_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise PdefmError(f"--out {out} is a file; give a new or empty directory")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and not is_empty_dir(out):
         known = (out / cards.CARD_NAME).is_file() or (out / cards.PROGRESS_NAME).is_file()
         if not known:
             raise PdefmError(

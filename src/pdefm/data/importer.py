@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from pdefm import __version__
 from pdefm.data import card as cards
 from pdefm.data import store
-from pdefm.data.io import fsync_dir, write_json_atomic
+from pdefm.data.io import fsync_dir, is_empty_dir, write_json_atomic
 from pdefm.errors import PdefmError
 
 SPLITS = ("train", "val", "test")
@@ -503,7 +503,7 @@ def import_dataset(
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise PdefmError(f"--out {out} is a file; choose another directory")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and not is_empty_dir(out):
         raise PdefmError(
             f"--out {out} exists and is not empty; choose another directory (nothing was written)"
         )

@@ -1,24 +1,46 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Atomic file writes and portable directory locks.
+
+Writes: a reader sees the old file or the new one, never half of either. Temp files carry the
+writer's pid and a random suffix, so two processes writing the same target never share one.
+
+Locks: ``filelock`` (flock on POSIX, msvcrt on Windows), held on a hidden ``LOCK_NAME`` file
+inside the locked directory and released when the holder dies, however it dies. Nothing here
+imports ``fcntl``, so ``import pdefm`` works where it does not exist.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from pdefm.errors import PdefmError
+
+LOCK_NAME = ".pdefm.lock"  # inside every locked directory; ignored by "is it empty" checks
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows: directories cannot be opened; renames are durable there
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
+
+
+def temp_path(final: Path) -> Path:
+    """A hidden sibling of ``final`` that no other process or call will pick."""
+    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def atomic_replace(tmp: Path, final: Path, durable: bool = True) -> None:
@@ -35,21 +57,38 @@ def atomic_replace(tmp: Path, final: Path, durable: bool = True) -> None:
 
 def write_json_atomic(path: Path, obj: object, durable: bool = True) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically (see ``atomic_replace``)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    atomic_replace(tmp, path, durable)
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        atomic_replace(tmp, path, durable)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def is_empty_dir(path: Path) -> bool:
+    """True if ``path`` is a directory holding nothing but (at most) a pdefm lock file."""
+    return path.is_dir() and all(p.name == LOCK_NAME for p in path.iterdir())
 
 
 @contextlib.contextmanager
-def directory_lock(path: Path, busy: str) -> Iterator[None]:
-    """Hold an exclusive, non-blocking lock on directory ``path`` (released when the process
-    dies, however it dies); a second holder gets PdefmError(``busy``)."""
-    fd = os.open(path, os.O_RDONLY)
+def directory_lock(path: Path, busy: str, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on directory ``path`` (released when the process dies).
+
+    Without ``wait`` a second holder gets ``PdefmError(busy)`` at once; with it, it waits.
+    A file system without locks is a one-line error rather than an unguarded write.
+    """
+    lock = FileLock(str(Path(path) / LOCK_NAME), timeout=-1 if wait else 0)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PdefmError(busy) from None
+        lock.acquire()
+    except Timeout:
+        raise PdefmError(busy) from None
+    except OSError as exc:
+        raise PdefmError(
+            f"cannot lock {path} ({exc.strerror or exc}); put it on a local or lock-capable "
+            "file system"
+        ) from None
+    try:
         yield
     finally:
-        os.close(fd)
+        lock.release()

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from pdefm import __version__
 from pdefm.data import card as cards
 from pdefm.data import store
-from pdefm.data.io import atomic_replace, directory_lock, write_json_atomic
+from pdefm.data.io import LOCK_NAME, atomic_replace, directory_lock, write_json_atomic
 from pdefm.data.subset import balanced_subset
 from pdefm.errors import PdefmError
 
@@ -184,7 +184,9 @@ def _finished(out: Path, spec: MixtureSpec) -> dict | None:
                 "choose another --out or delete it"
             )
         return card
-    if out.is_dir() and any(p for p in out.iterdir() if not p.name.endswith(".partial")):
+    if out.is_dir() and any(
+        p for p in out.iterdir() if not p.name.endswith(".partial") and p.name != LOCK_NAME
+    ):
         raise PdefmError(f"--out {out} exists and is not a pdefm dataset; give a new directory")
     return None
 

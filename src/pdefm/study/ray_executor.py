@@ -18,8 +18,6 @@ GPU when the cluster has GPUs, else CPUs. ``cpus_per_run`` / ``gpus_per_run`` ov
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pdefm.data.io import directory_lock
 from pdefm.errors import PdefmError
 from pdefm.study.runner import _summary, execute
 from pdefm.study.spec import Study, StudyRun
@@ -159,17 +158,7 @@ def _execute_run(study_file: str, run_id: str, root: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    with _run_lock(Path(root) / ".locks" / run_id):
+    lock_dir = Path(root) / ".locks" / run_id
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with directory_lock(lock_dir, f"run {run_id} is busy", wait=True):
         return execute(Path(study_file), run_id, Path(root))
-
-
-@contextmanager
-def _run_lock(path: Path) -> Iterator[None]:
-    """Wait for, then hold, an exclusive lock on ``path`` (released when the holder dies)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -1,0 +1,150 @@
+"""Up-front validation shared by the CLI, the study files and the Python API (torch-free).
+
+Every check raises ``PdefmError`` with one line that names the value, what is wrong with it and
+how to fix it, before anything is written. Numbers are checked for type (``bool`` is not a
+number here), finiteness and range; names and paths that come from users or from files are
+checked to stay inside their folder; large requests are compared with the memory and disk the
+machine has, and refused with the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from pdefm.errors import PdefmError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+MAX_NAME = 128
+
+
+def check_int(
+    value: object, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``value`` as an int in [minimum, maximum]; bools, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PdefmError(f"{name} must be a whole number, got {value!r}")
+    _check_bounds(value, name, minimum, maximum)
+    return value
+
+
+def check_float(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+) -> float:
+    """``value`` as a finite float in [minimum, maximum] (> 0 if ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PdefmError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise PdefmError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise PdefmError(f"{name} must be > 0, got {value:g}")
+    _check_bounds(value, name, minimum, maximum)
+    return value
+
+
+def _check_bounds(value: float, name: str, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and value < minimum:
+        raise PdefmError(f"{name} must be >= {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise PdefmError(f"{name} must be <= {maximum:g}, got {value:g}")
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise PdefmError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def check_name(value: object, what: str) -> str:
+    """A plain file name for ``what`` (a study, dataset or stage): letters, digits and
+    ``. _ + = -``, not starting with a dot, at most ``MAX_NAME`` characters. Such a name can
+    never leave the folder it is joined to."""
+    if not isinstance(value, str):
+        raise PdefmError(f"{what} must be a text name, got {value!r}")
+    if len(value) > MAX_NAME or not _NAME.match(value) or value in (".", ".."):
+        raise PdefmError(
+            f"{what} {value!r} is not a plain name; use letters, digits and . _ + = - "
+            f"(no slashes, no leading dot, at most {MAX_NAME} characters)"
+        )
+    return value
+
+
+def contained_path(root: Path, relative: object, what: str) -> Path:
+    """``root / relative`` if ``relative`` is a relative path that stays inside ``root``.
+
+    Absolute paths, drive letters, ``..`` components and non-string values are refused, and so
+    is a path that leaves ``root`` through a symbolic link.
+    """
+    if not isinstance(relative, str) or not relative:
+        raise PdefmError(f"{what} must be a non-empty relative path, got {relative!r}")
+    posix, windows = PurePosixPath(relative), PureWindowsPath(relative)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in windows.parts:
+        raise PdefmError(
+            f"{what} {relative!r} leaves its folder; it must be a relative path inside {root}"
+        )
+    path = Path(root) / relative
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise PdefmError(f"{what} {relative!r} points outside {root} (through a link)")
+    return path
+
+
+# -- resources ------------------------------------------------------------------------------------
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable), else total memory
+    from sysconf, else None when the platform says nothing."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_memory(needed: float, what: str, fix: str) -> None:
+    """Refuse ``what`` if it needs more than the memory available now."""
+    have = available_memory()
+    if have is not None and needed > have:
+        raise PdefmError(
+            f"{what} needs about {human_bytes(needed)} of memory and {human_bytes(have)} is "
+            f"available; {fix}"
+        )
+
+
+def check_disk(folder: Path, needed: float, what: str, fix: str) -> None:
+    """Refuse ``what`` if ``folder`` (or its nearest existing parent) has less free space."""
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return
+    if needed > free:
+        raise PdefmError(
+            f"{what} needs about {human_bytes(needed)} of disk and {probe} has "
+            f"{human_bytes(free)} free; {fix}"
+        )
