@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
-import torch
+
+# Tests run with a fixed thread count: the automatic choice samples the machine's load for a
+# quarter second on every CLI call (tested on its own in test_threads.py).
+os.environ.setdefault("PDEFM_THREADS", "2")
+
+import torch  # noqa: E402
 
 from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -48,7 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results(sub)
     _add_report(sub)
     _add_demo(sub)
+    _add_threads(sub)
     return parser
+
+
+THREADS_HELP = (
+    "torch CPU threads per process (default: the cores other processes leave free, shared "
+    "among the workers; or PDEFM_THREADS / OMP_NUM_THREADS if set)"
+)
+
+
+def _add_threads(sub) -> None:
+    """``--threads`` on every command that computes with torch (see pdefm.threads)."""
+    for name in ("generate", "train", "evaluate", "demo"):
+        sub.choices[name].add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    study_verbs = next(
+        a for a in sub.choices["study"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    study_verbs.choices["run"].add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
 
 
 def _add_generate(sub) -> None:
@@ -732,9 +750,13 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pdefm.threads import prepare_environment
+
+    prepare_environment()  # before anything imports torch: idle threads sleep, never spin
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _set_threads(args)
         return args.run(args)
     except PdefmError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -742,6 +764,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (or the automatic choice) to this process; study runs hand an
+    explicit count to their worker processes through ``PDEFM_THREADS``."""
+    if not hasattr(args, "threads"):
+        return
+    from pdefm.threads import ENV_THREADS, apply_threads, choose_threads
+
+    if args.command in ("generate", "train", "evaluate"):
+        apply_threads(choose_threads(args.threads))
+    elif args.threads is not None:  # study run, demo: the runner and its workers read it
+        os.environ[ENV_THREADS] = str(choose_threads(args.threads))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,6 @@ continues where it stopped and no run is recorded twice. A directory lock keeps 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from pdefm.data.io import directory_lock, write_json_atomic
 from pdefm.errors import PdefmError
 from pdefm.study.spec import Study, StudyMixture, StudyRun, load_study, run_config
+from pdefm.threads import apply_threads, choose_threads
 
 PHASES = ("data", "pretrain", "downstream")
 
@@ -175,11 +175,12 @@ def _run_phase(
         run_phase(ray_pool, study, runs, root, bar)
         return
     if workers <= 1 or len(runs) == 1:
+        apply_threads(choose_threads(workers=1))
         for run in runs:
             bar.write(_summary(run, execute(study.path, run.id, root, progress=not bar.disable)))
             bar.update(1)
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = choose_threads(workers=workers)  # each worker its share of the free cores
     with ProcessPoolExecutor(
         max_workers=workers, initializer=_worker_init, initargs=(threads,)
     ) as pool:
@@ -190,9 +191,7 @@ def _run_phase(
 
 
 def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    apply_threads(threads)
 
 
 def execute(study_path: Path, run_id: str, root: Path, progress: bool = False) -> dict:
