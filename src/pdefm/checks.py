@@ -148,3 +148,35 @@ def check_disk(folder: Path, needed: float, what: str, fix: str) -> None:
             f"{what} needs about {human_bytes(needed)} of disk and {probe} has "
             f"{human_bytes(free)} free; {fix}"
         )
+
+
+# -- output paths ---------------------------------------------------------------------------------
+def check_output_file(path: str | Path, what: str) -> Path:
+    """``path`` as a file to write (or overwrite): not a folder, inside a folder that exists.
+
+    A missing folder is refused rather than created, so that a typo in it leaves no stray tree.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise PdefmError(f"{what} {path} is a folder; give a file name, e.g. {path / 'out.csv'}")
+    parent = path.parent
+    if not parent.is_dir():
+        state = "is a file" if parent.exists() else "does not exist"
+        raise PdefmError(
+            f"the folder of {what} {path} {state}; create it (mkdir -p {parent}) or pick "
+            "another path"
+        )
+    return path
+
+
+def check_output_dir(path: str | Path, what: str) -> Path:
+    """``path`` as a folder to write into: an existing folder, or one that can be created
+    (no file stands at it or at any of its parents)."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        at = "" if probe == path else f" (its parent {probe} is a file)"
+        raise PdefmError(f"{what} {path} is not a folder{at}; give a folder path")
+    return path

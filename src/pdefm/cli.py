@@ -542,11 +542,12 @@ def _add_demo(sub) -> None:
 
 
 def _run_study_plan(args: argparse.Namespace) -> int:
-    from pdefm.study.runner import plan_lines, study_dir_for
+    from pdefm.study.runner import check_study_dir, plan_lines, study_dir_for
     from pdefm.study.spec import load_study
 
     study = load_study(args.file)
     root = study_dir_for(study, args.out)
+    check_study_dir(root, study)  # the folder `study run` would refuse; plan writes nothing
     print(f"study {study.name} -> {root}")
     print("\n".join(plan_lines(study, root)))
     return 0
@@ -584,15 +585,19 @@ def _run_study_status(args: argparse.Namespace) -> int:
 
 
 def _run_results(args: argparse.Namespace) -> int:
+    from pdefm.checks import check_output_file
     from pdefm.study.results import load_results, write_csv
 
+    if args.csv:  # refused before the table is printed: a missing folder is not created
+        check_output_file(args.csv, "--csv")
     rows = load_results(args.directory)
     for row in rows:
         err = row["test_rel_l2"]
+        err = f"{err:.4g}" if isinstance(err, (int, float)) else "-"
         print(
-            f"{row['status']:9s} {row['task'] or '':14s} {row['method']:9s} "
+            f"{row['status']:9s} {row['task'] or '':14s} {row['method'] or '':9s} "
             f"{row['model'] or '':9s} n={row['n_train']!s:5s} seed={row['seed']} "
-            f"lr={row['lr']!s:7s} test rel L2 {err:.4g}"
+            f"lr={row['lr']!s:7s} test rel L2 {err}"
         )
     if args.csv:
         print(f"wrote {write_csv(rows, args.csv)}")
@@ -602,10 +607,12 @@ def _run_results(args: argparse.Namespace) -> int:
 def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pdefm.checks import check_output_dir
     from pdefm.report import write_report
     from pdefm.study.results import dataset_summaries, load_plan, load_results
 
     out = Path(args.out) if args.out else Path(args.directory) / "report"
+    check_output_dir(out, "the report folder (--out)")
     rows = load_results(args.directory)
     name = load_plan(args.directory)["name"]
     paths = write_report(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pdefm.checks import check_output_dir
 from pdefm.report import figures, mixed
 from pdefm.report.analysis import fits_by_curve, headline_from_curves, savings_by_curve
 from pdefm.report.fits import PowerLawFit
@@ -210,7 +211,7 @@ def write_report(
     the ones not completed are listed in the report.
     """
     validate_rows(rows)
-    out = Path(out_dir)
+    out = check_output_dir(out_dir, "the report folder")  # refused before anything is drawn
     out.mkdir(parents=True, exist_ok=True)
     curves = build_curves(rows)
     head = headline_from_curves(curves)

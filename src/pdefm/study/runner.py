@@ -16,7 +16,6 @@ continues where it stopped and no run is recorded twice. A directory lock keeps 
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -26,12 +25,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pdefm.data.io import directory_lock, write_json_atomic
+from pdefm.checks import check_disk, check_float, check_int, check_output_dir
+from pdefm.data.io import LOCK_NAME, directory_lock, write_json_atomic
 from pdefm.errors import PdefmError
+from pdefm.study.results import load_plan, read_record
 from pdefm.study.spec import Study, StudyMixture, StudyRun, load_study, run_config
-from pdefm.threads import apply_threads, choose_threads
+from pdefm.threads import apply_threads, choose_threads, usable_cores
 
 PHASES = ("data", "pretrain", "downstream")
+WORKERS_PER_CORE = 4  # --workers beyond this many per core only makes processes queue for cores
 
 
 def study_dir_for(study: Study, out: str | Path | None) -> Path:
@@ -46,11 +48,10 @@ def run_status(run: StudyRun, root: Path) -> str:
         if (root / "data" / name / "card.json").is_file():
             return "done"
         return "partial" if (root / "data" / name).exists() else "todo"
-    record = root / "runs" / run.id / "record.json"
-    if not record.is_file():
+    record = read_record(root / "runs" / run.id / "record.json")  # checked: one line if damaged
+    if record is None:
         return "partial" if (root / "runs" / run.id).exists() else "todo"
-    status = json.loads(record.read_text()).get("status")
-    return {"completed": "done", "failed": "failed"}.get(status, "partial")
+    return {"completed": "done", "failed": "failed"}.get(record["status"], "partial")
 
 
 def plan_lines(study: Study, root: Path) -> list[str]:
@@ -82,14 +83,26 @@ def run_study(
     ``executor`` "local" runs ``workers`` processes on this machine; "ray" sends every run as
     a task to the Ray cluster at ``address``, each asking for ``cpus_per_run`` /
     ``gpus_per_run`` (see ``pdefm.study.ray_executor``).
+
+    Every check (options, the study file, the folder, free disk, Ray being installed) comes
+    before the study folder is created: a refused study leaves nothing behind.
     """
     _check_executor(executor, workers, address, cpus_per_run, gpus_per_run)
     study = load_study(path)
     root = study_dir_for(study, out)
+    check_study_dir(root, study)
+    missing = {r.labels["name"] for r in study.runs if r.kind == "data"}
+    missing = {name for name in missing if not (root / "data" / name / "card.json").is_file()}
+    check_disk(
+        root,
+        study.data_bytes(missing),
+        f"the datasets of study {study.name}",
+        "free some space, put the study on a larger disk (--out), or lower n_train / resolution",
+    )
     root.mkdir(parents=True, exist_ok=True)
     busy = f"study {root} is being run by another process; wait for it or use `pdefm study status`"
     with directory_lock(root, busy):
-        shutil.copyfile(study.path, root / "study.yaml")
+        _copy_spec(study.path, root / "study.yaml")
         write_plan(study, root)
         todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
         bar = tqdm(
@@ -113,16 +126,71 @@ def run_study(
     return root
 
 
-def _check_executor(executor: str, workers: int, *ray_options) -> None:
+def _check_executor(executor: str, workers: int, address, *ray_options) -> None:
+    """The executor options, and for Ray that Ray is installed, before anything is written."""
     if executor not in ("local", "ray"):
         raise PdefmError(f"unknown executor {executor!r}; choose local or ray")
-    if executor == "local" and any(o is not None for o in ray_options):
+    if executor == "local" and (address is not None or any(o is not None for o in ray_options)):
         raise PdefmError("--address and --ray-*-per-run need --executor ray; add it")
-    if executor == "ray" and workers != 1:
+    _check_workers(workers)
+    if executor == "local":
+        return
+    if workers != 1:
         raise PdefmError(
             "--workers is for the local executor; with --executor ray the cluster's "
             "resources set how many runs go side by side (see --ray-cpus-per-run)"
         )
+    for option, value in zip(
+        ("--ray-cpus-per-run", "--ray-gpus-per-run"), ray_options, strict=True
+    ):
+        if value is not None:
+            check_float(value, option, minimum=0)
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise PdefmError("--address must be HOST:PORT or auto; leave it out for a local cluster")
+    from pdefm.study.ray_executor import import_ray
+
+    import_ray()  # a missing Ray is refused now, not after the plan is written
+
+
+def _check_workers(workers: object) -> None:
+    check_int(workers, "--workers", minimum=1)
+    cores = usable_cores()
+    if workers > WORKERS_PER_CORE * cores:
+        raise PdefmError(
+            f"--workers {workers} is more than {WORKERS_PER_CORE} per CPU core ({cores} here): "
+            f"the processes would only queue for the cores and multiply memory; use at most "
+            f"{WORKERS_PER_CORE * cores} (--workers {cores} is usually fastest)"
+        )
+
+
+def check_study_dir(root: Path, study: Study) -> None:
+    """Refuse a study folder that is a file, lies under a file, or holds something else (a
+    folder of other files, or another study's plan), before anything is written to it."""
+    check_output_dir(root, "the study folder")
+    if not root.is_dir():
+        return
+    if (root / "plan.json").exists():
+        name = load_plan(root)["name"]  # checked: a damaged plan is one line
+        if name != study.name:
+            raise PdefmError(
+                f"{root} holds study {name!r}, not {study.name!r}; give --out another folder "
+                "(or keep the study's name)"
+            )
+        return
+    # a folder this runner made before it could write the plan holds at most these
+    other = sorted(p.name for p in root.iterdir() if p.name not in (LOCK_NAME, "study.yaml"))
+    if other:
+        raise PdefmError(
+            f"{root} is not empty and is not a study folder (no plan.json; it holds "
+            f"{other[0]!r}); give --out a new or empty folder"
+        )
+
+
+def _copy_spec(source: Path, target: Path) -> None:
+    """The study file as run; nothing to do when the study is run from its own copy."""
+    if target.exists() and target.samefile(source):
+        return
+    shutil.copyfile(source, target)
 
 
 def _runnable(runs: list[StudyRun], study: Study, root: Path, bar) -> list[StudyRun]:
@@ -200,7 +268,12 @@ def execute(study_path: Path, run_id: str, root: Path, progress: bool = False) -
 
     keep_freed_memory()
     study = load_study(study_path)
-    run = next(r for r in study.runs if r.id == run_id)
+    run = next((r for r in study.runs if r.id == run_id), None)
+    if run is None:
+        raise PdefmError(
+            f"run {run_id} is not in {study_path} (was the file changed while the study ran?); "
+            "rerun `pdefm study run`"
+        )
     start = time.perf_counter()
     if run.kind == "data":
         from pdefm.data.generate import generate_dataset

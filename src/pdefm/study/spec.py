@@ -21,16 +21,25 @@ deterministically into runs with ids that are hashes of their resolved configs.
       seeds: [0]
       steps: 300                    # or epochs: N
       zero_shot: true               # also evaluate every pre-trained init on every task
+
+Every field is checked before anything is written: numbers for type (``true`` is not a
+number, ``8.0`` is not a count), sign, finiteness and range; lists for being non-empty and
+free of repeats; names of the study, datasets and stages for being plain names (they become
+folders, so none can lead outside the study directory); references to datasets, stages and
+model presets for existing. A mistake is ``FILE:LINE: message``.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pdefm.data.mixture import MixtureSpec
+from pdefm.checks import check_name
+from pdefm.data.mixture import MixtureSpec, member_quotas
 from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import FAMILIES, GaussianLatticeSource
@@ -67,6 +76,22 @@ GRID_KEYS = {
     "lora_rank",
     "zero_shot",
 }
+SPLITS = ("n_train", "n_val", "n_test")
+TRAIN_MODES = tuple(m for m in MODES if m != "zero-shot")
+
+# Upper bounds far beyond any real study: they catch a slip of the keyboard (three extra
+# zeros) before it becomes a dataset that cannot fit or a run that cannot finish.
+MAX_RESOLUTION = 4096
+MIN_SIGMA = 2 / MAX_RESOLUTION  # finer sources need more than MAX_RESOLUTION grid points
+MAX_SAMPLES = 10_000_000  # per split of one dataset
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_EPOCHS = 1_000_000
+MAX_STEPS = 100_000_000
+MAX_BATCH = 1 << 20
+MAX_LORA_RANK = 4096
+MAX_RUNS = 100_000  # runs of one study after expansion
+BYTES_PER_VALUE = 4  # fields are stored as float32
+SAMPLE_OVERHEAD = 256  # per-sample vectors and coefficients, generously
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,25 @@ class Study:
     datasets: dict[str, tuple[GenerationSpec | StudyMixture, bool]]  # name -> (spec, drop)
     runs: list[StudyRun]
 
+    def data_bytes(self, names: set[str] | None = None) -> int:
+        """Disk the datasets ``names`` (default: all) take once generated, roughly: two
+        float32 fields per sample plus its vectors."""
+        total = 0
+        for name, (spec, _) in self.datasets.items():
+            if names is not None and name not in names:
+                continue
+            res = _resolution_of(spec, self.datasets)
+            samples = spec.n_train + spec.n_val + spec.n_test
+            total += samples * (2 * res * res * BYTES_PER_VALUE + SAMPLE_OVERHEAD)
+        return total
+
+
+def _resolution_of(spec, datasets: dict) -> int:
+    """A mixture's grid is its members' (they share one)."""
+    if isinstance(spec, StudyMixture):
+        return datasets[spec.members[0][0]][0].resolution
+    return spec.resolution
+
 
 def load_study(path: str | Path) -> Study:
     """Parse, check and expand a study file (PdefmError with FILE:LINE on any mistake)."""
@@ -125,23 +169,93 @@ def load_study(path: str | Path) -> Study:
     root = load_located(path)
     check = Checker(path)
     top = check.mapping(root, "the study", TOP_KEYS, required=("datasets",))
-    defaults = {k: top[k].value for k in ("resolution", "seed", "sigma") if k in top}
+    name = _study_name(check, top, path)
+    defaults = _defaults(check, top)
     datasets = _datasets(check, top["datasets"], defaults)
-    data_runs = {}
-    for name, (spec, _) in datasets.items():  # members come first (checked in _mixture)
-        data_runs[name] = _data_run(name, spec, data_runs)
+    data_runs: dict[str, StudyRun] = {}
+    for ds_name, (spec, _) in datasets.items():  # members come first (checked in _mixture)
+        data_runs[ds_name] = _data_run(ds_name, spec, data_runs)
     stages = _stages(check, top.get("pretrain"), datasets, data_runs)
     runs = [*data_runs.values(), *stages.values()]
-    for block in check.listing(top["downstream"], "downstream") if "downstream" in top else []:
-        runs += _downstream(check, block, datasets, data_runs, stages)
-    name = str(top["name"].value) if "name" in top else path.stem
+    if "downstream" in top:
+        blocks = check.listing(top["downstream"], "downstream")
+        for i, block in enumerate(blocks):
+            where = "downstream" if len(blocks) == 1 else f"downstream[{i}]"
+            runs += _downstream(check, block, where, datasets, data_runs, stages)
+            if len(runs) > MAX_RUNS:
+                check.fail(block, _too_many_runs(len(runs)))
     return Study(name, path, datasets, _unique(runs))
 
 
+def _study_name(check: Checker, top: dict, path: Path) -> str:
+    """The ``name`` key, else the file's stem; either names the default study folder."""
+    if "name" in top:
+        item = top["name"]
+        if isinstance(item.value, int) and not isinstance(item.value, bool):
+            item = Located(str(item.value), item.line)  # name: 2024 is a fine name
+        return check.name(item, "the study name")
+    try:
+        return check_name(path.stem, "the study name (the file name without .yaml)")
+    except PdefmError as exc:
+        raise PdefmError(f"{path}: {exc}; or add name: NAME to the file") from None
+
+
+def _defaults(check: Checker, top: dict) -> dict[str, Located]:
+    """The top-level resolution / seed / sigma, checked even if every dataset overrides them."""
+    defaults = {k: top[k] for k in ("resolution", "seed", "sigma") if k in top}
+    for key, item in defaults.items():
+        _SCALAR_CHECKS[key](check, item, key)
+    return defaults
+
+
+def _names(item: Located) -> set[str]:
+    """The keys of a mapping item (none for anything else; ``mapping`` then says what is
+    wrong)."""
+    return set(item.value) if isinstance(item.value, dict) else set()
+
+
+def _too_many_runs(n: int) -> str:
+    return (
+        f"the study expands to {n:,} or more runs (at most {MAX_RUNS:,}); shorten the lists of "
+        "sizes, seeds, lrs, models or tasks, or split it into several studies"
+    )
+
+
+# -- numbers shared by several sections ----------------------------------------------------------
+def _resolution(check: Checker, item: Located, where: str) -> int:
+    value = check.integer(item, where, 8, MAX_RESOLUTION)
+    if value % 2:
+        check.fail(item, f"{where} must be even (the spectral solvers need it), got {value}")
+    return value
+
+
+def _seed(check: Checker, item: Located, where: str) -> int:
+    return check.integer(item, where, 0, MAX_SEED)
+
+
+def _sigma(check: Checker, item: Located, where: str) -> float:
+    return check.number(item, where, minimum=MIN_SIGMA, maximum=1.0)
+
+
+_SCALAR_CHECKS = {"resolution": _resolution, "seed": _seed, "sigma": _sigma}
+
+
 # -- datasets ----------------------------------------------------------------------------------
-def _datasets(check: Checker, item: Located, defaults: dict) -> dict:
-    out = {}
-    for name, entry in check.mapping(item, "datasets", set(item.value or {})).items():
+def _datasets(check: Checker, item: Located, defaults: dict[str, Located]) -> dict:
+    entries = check.mapping(item, "datasets", _names(item))
+    if not entries:
+        check.fail(item, "datasets is empty; declare at least one dataset")
+    out: dict = {}
+    folded: dict[str, str] = {}
+    for name, entry in entries.items():
+        check.name(Located(name, entry.line), "the dataset name")
+        if name.lower() in folded:  # data/NAME folders clash on macOS and Windows
+            check.fail(
+                entry,
+                f"datasets {folded[name.lower()]!r} and {name!r} differ only in case and "
+                "would share one folder on some systems; rename one",
+            )
+        folded[name.lower()] = name
         if isinstance(entry.value, dict) and "mixture" in entry.value:
             out[name] = (_mixture(check, name, entry, out, defaults), False)
             continue
@@ -156,64 +270,106 @@ def _datasets(check: Checker, item: Located, defaults: dict) -> dict:
 
 
 def _generation_spec(check, name, entry, fields, defaults) -> tuple[GenerationSpec, bool]:
-    get = lambda k: fields[k].value if k in fields else defaults.get(k)  # noqa: E731
-    family = fields["family"]
-    if family.value not in FAMILIES:
-        check.fail(
-            family, f"unknown PDE family {family.value!r}; choose one of {', '.join(FAMILIES)}"
-        )
-    rng = fields["range"]
-    if not (isinstance(rng.value, list) and len(rng.value) == 2):
-        check.fail(rng, f"datasets.{name}.range must be [LOW, HIGH]")
-    config = {"max_abs_u": float(get("max_abs_u"))} if "max_abs_u" in fields else {}
-    sigma = get("sigma")
-    source = GaussianLatticeSource() if sigma is None else GaussianLatticeSource(sigma=float(sigma))
+    where = f"datasets.{name}"
+    family = _family(check, fields["family"], f"{where}.family")
+    low, high = _range(check, fields["range"], f"{where}.range")
+    counts = [check.integer(fields[k], f"{where}.{k}", 1, MAX_SAMPLES) for k in SPLITS]
+    given = {**defaults, **{k: fields[k] for k in ("resolution", "seed", "sigma") if k in fields}}
+    values = {k: _SCALAR_CHECKS[k](check, v, f"{where}.{k}") for k, v in given.items()}
+    config = {}
+    if "max_abs_u" in fields:
+        if family != "helmholtz":
+            check.fail(
+                fields["max_abs_u"], f"{where}.max_abs_u applies to helmholtz only; remove it"
+            )
+        config["max_abs_u"] = check.number(fields["max_abs_u"], f"{where}.max_abs_u", positive=True)
+    drop = False
+    if "drop_unsampleable" in fields:
+        drop = check.boolean(fields["drop_unsampleable"], f"{where}.drop_unsampleable")
+    sigma = values.get("sigma")
+    source = GaussianLatticeSource() if sigma is None else GaussianLatticeSource(sigma=sigma)
     try:
         spec = GenerationSpec(
-            family.value,
-            float(rng.value[0].value),
-            float(rng.value[1].value),
-            int(fields["n_train"].value),
-            int(fields["n_val"].value),
-            int(fields["n_test"].value),
-            resolution=int(get("resolution") or 128),
-            seed=int(get("seed") or 0),
+            family,
+            low,
+            high,
+            *counts,
+            resolution=values.get("resolution", 128),
+            seed=values.get("seed", 0),
             family_config=config,
             source=source,
         )
         spec.validate()
     except (PdefmError, ValueError, TypeError) as exc:
-        check.fail(entry, f"datasets.{name}: {exc}")
-    return spec, bool(get("drop_unsampleable"))
+        check.fail(entry, f"{where}: {_study_words(str(exc))}")
+    return spec, drop
+
+
+def _study_words(message: str) -> str:
+    """The generator speaks in CLI flags (--n-train, --range); a study file in keys."""
+    return re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), message)
+
+
+def _family(check: Checker, item: Located, where: str) -> str:
+    if not isinstance(item.value, str) or item.value not in FAMILIES:
+        close = difflib.get_close_matches(str(item.value), list(FAMILIES), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        check.fail(
+            item,
+            f"unknown PDE family {item.value!r} in {where}; {hint}choose one of "
+            f"{', '.join(FAMILIES)}",
+        )
+    return item.value
+
+
+def _range(check: Checker, item: Located, where: str) -> tuple[float, float]:
+    if not (isinstance(item.value, list) and len(item.value) == 2):
+        check.fail(item, f"{where} must be [LOW, HIGH], two numbers")
+    low, high = (check.number(v, where) for v in item.value)
+    return low, high
 
 
 def _mixture(check: Checker, name: str, entry: Located, earlier: dict, defaults) -> StudyMixture:
     where = f"datasets.{name}"
-    required = ("mixture", "n_train", "n_val", "n_test")
-    fields = check.mapping(entry, where, MIX_KEYS, required=required)
+    fields = check.mapping(entry, where, MIX_KEYS, required=("mixture", *SPLITS))
+    listed = fields["mixture"]
     members = []
-    listed = fields["mixture"].value
-    names = set(listed) if isinstance(listed, dict) else set()
-    for member, weight in check.mapping(fields["mixture"], f"{where}.mixture", names).items():
+    for member, weight in check.mapping(listed, f"{where}.mixture", _names(listed)).items():
         if member not in earlier or isinstance(earlier[member][0], StudyMixture):
             check.fail(
                 weight,
                 f"{where}.mixture: {member!r} is not a generated dataset listed above it "
                 f"(datasets so far: {', '.join(earlier) or 'none'})",
             )
-        if not isinstance(weight.value, (int, float)) or weight.value <= 0:
-            check.fail(weight, f"{where}.mixture.{member}: the weight must be a positive number")
-        members.append((member, float(weight.value)))
+        w = check.number(weight, f"{where}.mixture.{member} (its weight)", positive=True)
+        members.append((member, w))
     if len(members) < 2:
-        check.fail(fields["mixture"], f"{where}.mixture needs at least two datasets")
-    counts = {}
-    for key in ("n_train", "n_val", "n_test"):
-        if not isinstance(fields[key].value, int) or fields[key].value <= 0:
-            check.fail(fields[key], f"{where}.{key} must be a positive integer")
-        counts[key] = fields[key].value
-    masks = bool(fields["masks"].value) if "masks" in fields else False
-    seed = int(fields["seed"].value) if "seed" in fields else int(defaults.get("seed") or 0)
+        check.fail(listed, f"{where}.mixture needs at least two datasets")
+    counts = {k: check.integer(fields[k], f"{where}.{k}", 1, MAX_SAMPLES) for k in SPLITS}
+    _check_members(check, listed, where, members, counts, earlier)
+    masks = check.boolean(fields["masks"], f"{where}.masks") if "masks" in fields else False
+    seed_item = fields.get("seed", defaults.get("seed"))  # the study-wide seed is the default
+    seed = _seed(check, seed_item, f"{where}.seed") if seed_item is not None else 0
     return StudyMixture(tuple(members), **counts, masks=masks, seed=seed)
+
+
+def _check_members(check, item: Located, where: str, members, counts, earlier) -> None:
+    """Members share one grid and hold enough samples for their share of every split."""
+    specs = {m: earlier[m][0] for m, _ in members}
+    grids = {s.resolution for s in specs.values()}
+    if len(grids) > 1:
+        listing = ", ".join(f"{m}: {s.resolution}" for m, s in specs.items())
+        check.fail(item, f"{where}.mixture members differ in resolution ({listing}); use one")
+    for split, n in counts.items():
+        quotas = member_quotas([w for _, w in members], n)
+        for (member, _), quota in zip(members, quotas, strict=True):
+            have = getattr(specs[member], split)
+            if quota > have:
+                check.fail(
+                    item,
+                    f"{where} takes {quota} {split[2:]} samples from {member!r}, which has "
+                    f"{have}; lower {where}.{split} or raise {member}'s {split}",
+                )
 
 
 def _data_run(name: str, spec, data_runs: dict[str, StudyRun]) -> StudyRun:
@@ -230,22 +386,26 @@ def _data_run(name: str, spec, data_runs: dict[str, StudyRun]) -> StudyRun:
 def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, StudyRun]:
     if item is None:
         return {}
+    entries = check.mapping(item, "pretrain", _names(item))
+    if not entries:
+        check.fail(item, "pretrain is empty; declare a stage or remove the key")
     stages = {}
-    for name, entry in check.mapping(item, "pretrain", set(item.value or {})).items():
-        fields = check.mapping(entry, f"pretrain.{name}", STAGE_KEYS, required=("data", "model"))
-        data = _dataset_ref(check, fields["data"], datasets, f"pretrain.{name}.data")
-        _check_preset(check, fields["model"])
+    for name, entry in entries.items():
+        where = f"pretrain.{name}"
+        check.name(Located(name, entry.line), "the stage name")
+        if name == "scratch":
+            check.fail(entry, "a stage cannot be named scratch (inits use it for no pre-training)")
+        fields = check.mapping(entry, where, STAGE_KEYS, required=("data", "model"))
+        data = _dataset_ref(check, fields["data"], datasets, f"{where}.data")
         config = {
             "data": f"data/{data}",
-            "model": fields["model"].value,
+            "model": _preset(check, fields["model"], f"{where}.model"),
             "init": "scratch",
             "mode": "full",
-            **_budget(check, fields, entry, f"pretrain.{name}"),
+            **_budget(check, fields, entry, where),
         }
-        for key in ("batch_size", "weight_decay", "seed"):
-            if key in fields:
-                config[key] = fields[key].value
-        config["lrs"] = _floats(check, fields.get("lrs"), [1e-3])
+        config.update(_train_options(check, fields, where, ("batch_size", "weight_decay", "seed")))
+        config["lrs"] = _lrs(check, fields.get("lrs"), f"{where}.lrs")
         spec, _ = datasets[data]
         labels = {
             "stage": name,
@@ -261,49 +421,42 @@ def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, Study
 
 
 # -- downstream grid ----------------------------------------------------------------------------
-def _downstream(check, block: Located, datasets, data_runs, stages) -> list[StudyRun]:
-    g = check.mapping(block, "downstream", GRID_KEYS, required=("tasks", "sizes", "inits"))
-    tasks = [
-        _dataset_ref(check, t, datasets, "downstream.tasks")
-        for t in check.listing(g["tasks"], "downstream.tasks")
-    ]
-    inits = [_init_ref(check, i, stages) for i in check.listing(g["inits"], "downstream.inits")]
-    modes = [m.value for m in check.listing(g["modes"], "modes")] if "modes" in g else ["full"]
-    for m in check.listing(g["modes"], "modes") if "modes" in g else []:
-        if m.value not in MODES or m.value == "zero-shot":
-            check.fail(
-                m, f"unknown mode {m.value!r}; choose from full, head, frozen-spectral, lora"
-            )
-    models = [m for m in check.listing(g["models"], "models")] if "models" in g else []
-    for m in models:
-        _check_preset(check, m)
-    common = _budget(check, g, block, "downstream")
-    for key in ("batch_size", "weight_decay", "lora_rank"):
-        if key in g:
-            common[key] = g[key].value
-    common["lrs"] = _floats(check, g.get("lrs"), [1e-3])
-    seeds = [int(s.value) for s in check.listing(g["seeds"], "seeds")] if "seeds" in g else [0]
-    sizes = [int(s.value) for s in check.listing(g["sizes"], "downstream.sizes")]
+def _downstream(check, block: Located, where: str, datasets, data_runs, stages) -> list[StudyRun]:
+    g = check.mapping(block, where, GRID_KEYS, required=("tasks", "sizes", "inits"))
+    listing = lambda key: check.listing(g[key], f"{where}.{key}", unique=True)  # noqa: E731
+    tasks = [_dataset_ref(check, t, datasets, f"{where}.tasks") for t in listing("tasks")]
+    inits = [_init_ref(check, i, stages, f"{where}.inits") for i in listing("inits")]
+    modes = [_mode(check, m, f"{where}.modes") for m in listing("modes")] if "modes" in g else []
+    models = (
+        [_preset(check, m, f"{where}.models") for m in listing("models")] if "models" in g else []
+    )
+    if "scratch" in inits and not models:
+        check.fail(
+            g["inits"],
+            f"{where}.inits has scratch but {where} lists no models to train from scratch; "
+            "add models: [fno-tiny] (say) or remove scratch",
+        )
+    common = _budget(check, g, block, where)
+    common.update(_train_options(check, g, where, ("batch_size", "weight_decay", "lora_rank")))
+    common["lrs"] = _lrs(check, g.get("lrs"), f"{where}.lrs")
+    seeds = [_seed(check, s, f"{where}.seeds") for s in listing("seeds")] if "seeds" in g else [0]
+    sizes = [check.integer(s, f"{where}.sizes", 1, MAX_SAMPLES) for s in listing("sizes")]
     largest = min(datasets[t][0].n_train for t in tasks)
-    for s, item in zip(sizes, check.listing(g["sizes"], "downstream.sizes"), strict=True):
-        if not 0 < s <= largest:
+    for s, item in zip(sizes, listing("sizes"), strict=True):
+        if s > largest:
             check.fail(item, f"size {s} is outside 1..{largest} (the tasks' n_train)")
+    zero_shot = check.boolean(g["zero_shot"], f"{where}.zero_shot") if "zero_shot" in g else False
+    modes = modes or ["full"]
+    per_task = sum(len(models) if i == "scratch" else len(modes) for i in inits)
+    if len(tasks) * per_task * len(sizes) * len(seeds) > MAX_RUNS:
+        check.fail(block, _too_many_runs(len(tasks) * per_task * len(sizes) * len(seeds)))
     runs = []
     for task in tasks:
         for init in inits:
             runs += _task_runs(
-                task,
-                init,
-                modes,
-                [m.value for m in models],
-                sizes,
-                seeds,
-                common,
-                datasets,
-                data_runs,
-                stages,
+                task, init, modes, models, sizes, seeds, common, datasets, data_runs, stages
             )
-        if g.get("zero_shot") and g["zero_shot"].value:
+        if zero_shot:
             runs += [
                 _zero_shot(task, stage, datasets, data_runs, stages)
                 for stage in inits
@@ -409,49 +562,89 @@ def _budget(check, fields: dict, where_item: Located, where: str) -> dict:
     if ("epochs" in fields) == ("steps" in fields):
         check.fail(where_item, f"{where} needs exactly one of epochs or steps")
     key = "epochs" if "epochs" in fields else "steps"
-    value = fields[key].value
-    if not isinstance(value, int) or value <= 0:
-        check.fail(fields[key], f"{where}.{key} must be a positive integer")
+    limit = MAX_EPOCHS if key == "epochs" else MAX_STEPS
+    value = check.integer(fields[key], f"{where}.{key}", 1, limit)
     return {"epochs": value, "steps": None} if key == "epochs" else {"epochs": None, "steps": value}
 
 
-def _floats(check, item: Located | None, default: list[float]) -> list[float]:
+def _train_options(check, fields: dict, where: str, keys: tuple[str, ...]) -> dict:
+    """The optional training fields among ``keys`` that ``fields`` sets, checked."""
+    out = {}
+    for key in keys:
+        if key not in fields:
+            continue
+        item, name = fields[key], f"{where}.{key}"
+        if key == "weight_decay":
+            value = check.number(item, name, minimum=0.0)
+            # keep the number as written (0 vs 0.0): it is part of the run id
+            out[key] = item.value if isinstance(item.value, (int, float)) else value
+        elif key == "seed":
+            out[key] = _seed(check, item, name)
+        else:
+            limit = MAX_BATCH if key == "batch_size" else MAX_LORA_RANK
+            out[key] = check.integer(item, name, 1, limit)
+    return out
+
+
+def _lrs(check, item: Located | None, where: str) -> list[float]:
     if item is None:
-        return default
-    out = []
-    for v in check.listing(item, "lrs"):
-        try:
-            out.append(float(v.value))  # YAML 1.1 reads 1e-3 as a string
-        except (TypeError, ValueError):
-            check.fail(v, f"learning rate {v.value!r} is not a number")
+        return [1e-3]
+    out: list[float] = []
+    for v in check.listing(item, where):
+        lr = check.number(v, where, positive=True)
+        if lr in out:
+            check.fail(v, f"{where} lists {lr:g} twice; remove one")
+        out.append(lr)
     return out
 
 
 def _dataset_ref(check, item: Located, datasets: dict, where: str) -> str:
-    if item.value not in datasets:
-        check.fail(
-            item, f"{where}: no dataset named {item.value!r} (datasets: {', '.join(datasets)})"
-        )
-    return item.value
-
-
-def _init_ref(check, item: Located, stages: dict) -> str:
-    if item.value != "scratch" and item.value not in stages:
+    if not isinstance(item.value, str) or item.value not in datasets:
         check.fail(
             item,
-            f"init {item.value!r} is neither scratch nor a pre-training stage "
-            f"({', '.join(stages) or 'none defined'})",
+            f"{where}: no dataset named {item.value!r}{_did_you_mean(item.value, datasets)} "
+            f"(datasets: {', '.join(datasets)})",
         )
     return item.value
 
 
-def _check_preset(check, item: Located) -> None:
+def _init_ref(check, item: Located, stages: dict, where: str) -> str:
+    if not isinstance(item.value, str) or (item.value != "scratch" and item.value not in stages):
+        check.fail(
+            item,
+            f"{where}: init {item.value!r} is neither scratch nor a pre-training stage"
+            f"{_did_you_mean(item.value, [*stages, 'scratch'])} "
+            f"(stages: {', '.join(stages) or 'none defined'})",
+        )
+    return item.value
+
+
+def _mode(check, item: Located, where: str) -> str:
+    if item.value not in TRAIN_MODES:
+        hint = " (zero-shot is the zero_shot: true flag)" if item.value == "zero-shot" else ""
+        check.fail(
+            item,
+            f"unknown mode {item.value!r} in {where}; choose from {', '.join(TRAIN_MODES)}" + hint,
+        )
+    return item.value
+
+
+def _preset(check, item: Located, where: str) -> str:
     from pdefm.models import list_models
 
-    if item.value not in list_models():
+    presets = list_models()
+    if not isinstance(item.value, str) or item.value not in presets:
         check.fail(
-            item, f"unknown model preset {item.value!r}; choose one of {', '.join(list_models())}"
+            item,
+            f"unknown model preset {item.value!r} in {where}"
+            f"{_did_you_mean(item.value, presets)}; choose one of {', '.join(presets)}",
         )
+    return item.value
+
+
+def _did_you_mean(value: object, names) -> str:
+    close = difflib.get_close_matches(str(value), list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _unique(runs: list[StudyRun]) -> list[StudyRun]:
@@ -468,7 +661,8 @@ def _hash(obj) -> str:
 
 
 def run_config(run: StudyRun, study_dir: Path, progress: bool = False) -> RunConfig:
-    """The RunConfig of a training / evaluation run, paths resolved inside ``study_dir``."""
+    """The RunConfig of a training / evaluation run, paths resolved inside ``study_dir``
+    (the spec builds them from plain names and hashes, so they cannot leave it)."""
     c = dict(run.config)
     c["data"] = str(study_dir / c["data"])
     if c.get("init", "scratch") != "scratch":
