@@ -612,9 +612,9 @@ def _run_report(args: argparse.Namespace) -> int:
     from pdefm.study.results import dataset_summaries, load_plan, load_results
 
     out = Path(args.out) if args.out else Path(args.directory) / "report"
-    check_output_dir(out, "the report folder (--out)")
     rows = load_results(args.directory)
     name = load_plan(args.directory)["name"]
+    check_output_dir(out, "the report folder (--out)")
     paths = write_report(
         rows, out, title=f"pdefm study {name}", datasets=dataset_summaries(args.directory)
     )

@@ -91,8 +91,8 @@ def run_study(
     study = load_study(path)
     root = study_dir_for(study, out)
     check_study_dir(root, study)
-    missing = {r.labels["name"] for r in study.runs if r.kind == "data"}
-    missing = {name for name in missing if not (root / "data" / name / "card.json").is_file()}
+    status = {r.id: run_status(r, root) for r in study.runs}  # a damaged record: refused now
+    missing = {r.labels["name"] for r in study.runs if r.kind == "data" and status[r.id] != "done"}
     check_disk(
         root,
         study.data_bytes(missing),

@@ -83,7 +83,7 @@ TRAIN_MODES = tuple(m for m in MODES if m != "zero-shot")
 # zeros) before it becomes a dataset that cannot fit or a run that cannot finish.
 MAX_RESOLUTION = 4096
 MIN_SIGMA = 2 / MAX_RESOLUTION  # finer sources need more than MAX_RESOLUTION grid points
-MAX_SAMPLES = 10_000_000  # per split of one dataset
+MAX_SAMPLES = 100_000_000  # per split of one dataset
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_EPOCHS = 1_000_000
 MAX_STEPS = 100_000_000
@@ -223,7 +223,7 @@ def _too_many_runs(n: int) -> str:
 
 # -- numbers shared by several sections ----------------------------------------------------------
 def _resolution(check: Checker, item: Located, where: str) -> int:
-    value = check.integer(item, where, 8, MAX_RESOLUTION)
+    value = check.integer(item, where, 4, MAX_RESOLUTION)
     if value % 2:
         check.fail(item, f"{where} must be even (the spectral solvers need it), got {value}")
     return value
