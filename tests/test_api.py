@@ -92,8 +92,8 @@ def test_readme_example_runs(workspace, monkeypatch, capsys):
     record = namespace["record"]
     assert record["status"] == "completed" and record["test"]["rel_l2"] < 0.3
     u, data = namespace["u"], namespace["data"]
-    assert u.shape == (4, 32, 32)
-    err = np.linalg.norm(u - data["solution"][:4]) / np.linalg.norm(data["solution"][:4])
+    assert u.shape == (4, 1, 32, 32)
+    err = np.linalg.norm(u[:, 0] - data["solution"][:4]) / np.linalg.norm(data["solution"][:4])
     assert err < 0.3
     assert "test relative L2 after fine-tuning" in capsys.readouterr().out
 
@@ -103,14 +103,14 @@ def test_predict_by_name_and_by_array_agree(workspace):
     ds = PDEDataset(workspace / "pre", "test")
     x, y = ds.batch(range(6))
     by_array = model.predict(x)
-    assert isinstance(by_array, torch.Tensor) and by_array.shape == (6, 32, 32)
+    assert isinstance(by_array, torch.Tensor) and by_array.shape == y.shape == (6, 1, 32, 32)
     named = {name: x[:, i, 0, 0].numpy() for i, name in enumerate(ds.input_channels)}
     named["source"] = x[:, 0].numpy()
     reordered = dict(reversed(list(named.items())))
     by_name = model.predict(reordered)
     assert isinstance(by_name, np.ndarray)
     np.testing.assert_allclose(by_name, by_array.numpy(), rtol=1e-5, atol=1e-6)
-    rel = (by_array - y[:, 0]).flatten(1).norm(dim=1) / y[:, 0].flatten(1).norm(dim=1)
+    rel = (by_array - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)
     assert float(rel.mean()) < 0.3  # the pre-trained model actually predicts u
     single = model.predict(x[0])
     torch.testing.assert_close(single[0], by_array[0])
@@ -122,10 +122,15 @@ def test_predict_bad_input_is_one_line(workspace):
         model.predict(np.zeros((2, 3, 32, 32)))
     with pytest.raises(PdefmError, match="no 'source'"):
         model.predict({"diffusion_xx": 1.0})
+    full = {"source": np.zeros((2, 32, 32)), **dict.fromkeys(model.input_channels[1:], 1.0)}
     with pytest.raises(PdefmError, match="never seen.*helmholtz_w"):
-        model.predict({"source": np.zeros((2, 32, 32)), "helmholtz_w": 3.0})
+        model.predict({**full, "helmholtz_w": 3.0})
     with pytest.raises(PdefmError, match="diffusion_xx has 3 values for 2 samples"):
-        model.predict({"source": np.zeros((2, 32, 32)), "diffusion_xx": [1, 2, 3]})
+        model.predict({**full, "diffusion_xx": [1, 2, 3]})
+    with pytest.raises(PdefmError, match="inputs lack 'diffusion_xy'.*give every coefficient"):
+        model.predict({k: v for k, v in full.items() if k != "diffusion_xy"})
+    with pytest.raises(PdefmError, match="source holds NaN"):
+        model.predict({**full, "source": np.full((2, 32, 32), np.nan)})
     with pytest.raises(PdefmError, match="no normalisation statistics for family 'helmholtz'"):
         model.predict(np.zeros((1, 4, 32, 32)), family="helmholtz")
 
@@ -144,3 +149,63 @@ def test_import_pdefm_stays_light():
     code = "import sys, pdefm; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_predict_matches_the_targets_shape(workspace):
+    """predict(x) - y is an error field, never a broadcast (B, B, n, n) block."""
+    model = pdefm.load_model(pdefm.stage_checkpoint(workspace / "pdefm-demo", "poisson_1-5"))
+    x, y = PDEDataset(workspace / "pre", "val").batch(range(3))
+    u = model.predict(x.numpy())
+    assert u.shape == tuple(y.shape) and (u - y.numpy()).shape == tuple(y.shape)
+    assert model.output_channels == ["solution"]
+
+
+def test_save_pretrained_round_trip(workspace, tmp_path):
+    ckpt = pdefm.stage_checkpoint(workspace / "pdefm-demo", "poisson_1-5")
+    model = pdefm.load_model(ckpt)
+    saved = model.save_pretrained(tmp_path / "hf")
+    assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((saved / "config.json").read_text())
+    assert config["architecture"] == "fno-tiny" and config["arch_args"]["width"] == 16
+    assert config["input_channels"] == model.input_channels and config["family"] == "poisson"
+    again = pdefm.Model.from_pretrained(saved)
+    x, _ = PDEDataset(workspace / "pre", "test").batch(range(4))
+    torch.testing.assert_close(again.predict(x), model.predict(x), rtol=0, atol=0)
+    assert pdefm.load_model(saved).families == model.families
+
+
+def test_checkpoints_with_only_a_card_still_load(workspace, tmp_path):
+    """A checkpoint written before config.json existed: card.json + model.safetensors."""
+    ckpt = pdefm.stage_checkpoint(workspace / "pdefm-demo", "poisson_1-5")
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("card.json", "model.safetensors"):
+        (old / name).write_bytes((ckpt / name).read_bytes())
+    x, _ = PDEDataset(workspace / "pre", "test").batch(range(2))
+    a, b = pdefm.Model.from_pretrained(old).predict(x), pdefm.load_model(ckpt).predict(x)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_api_names_are_visible():
+    listed = dir(pdefm)
+    for name in ("load_model", "Model", "finetune", "stage_checkpoint", "import_dataset"):
+        assert name in listed and name in pdefm.__doc__
+    assert (Path(pdefm.__file__).parent / "py.typed").is_file()
+
+
+def test_api_user_errors_are_pdefm_errors(workspace, tmp_path):
+    ckpt = pdefm.stage_checkpoint(workspace / "pdefm-demo", "poisson_1-5")
+    with pytest.raises(PdefmError, match="does not exist"):
+        pdefm.load_model(tmp_path / "nowhere")
+    with pytest.raises(PdefmError, match="must be a path"):
+        pdefm.load_model(42)
+    with pytest.raises(PdefmError, match="--device must be"):
+        pdefm.load_model(ckpt, device="tpu")
+    with pytest.raises(PdefmError, match="finetune\\(\\) has no option 'epoch'"):
+        pdefm.finetune(ckpt, workspace / "own", epoch=3)
+    (tmp_path / "plan.json").write_text("[1, 2]")
+    with pytest.raises(PdefmError, match="plan.json is damaged"):
+        pdefm.stage_checkpoint(tmp_path, "poisson_1-5")
+    model = pdefm.load_model(ckpt)
+    with pytest.raises(PdefmError, match="holds a `pdefm train` checkpoint"):
+        model.save_pretrained(ckpt)

@@ -273,10 +273,10 @@ def test_damaged_checkpoint_is_a_clear_error(pretrained, tmp_path, damage):
     "kw,match",
     [
         (dict(mode="lora"), "adapts a pre-trained model"),
-        (dict(mode="sideways"), "unknown mode"),
-        (dict(lrs=(-1.0,)), "positive"),
+        (dict(mode="sideways"), "--mode must be one of"),
+        (dict(lrs=(-1.0,)), "--lr must be > 0"),
         (dict(epochs=None, steps=None), "exactly one budget"),
-        (dict(epochs=0), "must be positive"),
+        (dict(epochs=0), "--epochs must be >= 1"),
     ],
 )
 def test_bad_run_configs(data, tmp_path, kw, match):

@@ -1,109 +1,147 @@
-"""Checkpoints: a directory with ``model.safetensors`` and ``card.json``; loading never unpickles.
+"""Checkpoints: a directory with ``model.safetensors`` and ``card.json`` (plus its Hugging
+Face-style ``config.json``); loading never unpickles.
 
 The card holds the architecture (``arch``, enough to rebuild the model with
 ``create_model(**arch)``), the input channel names in order, the normalisation, the dataset
-cards the model was trained on (abridged), the run config and final metrics. Both files are
-written to temporary names and renamed, the card last: a directory with a card is complete.
+cards the model was trained on (abridged), the run config and final metrics; ``config.json``
+holds only what loading needs (see ``checkpoint_card``), so the directory also loads where
+just that file is expected. Files are written to unique temporary names and renamed: weights,
+then config.json, the card last, so a directory with a card is complete.
+
+Loading checks before it allocates: the card (``read_checkpoint_card``: fields and the memory
+the architecture needs), then the weights file's header against the architecture (every key,
+shape and dtype, read without the tensors), then the tensors themselves (finite values).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from pdefm.data.io import write_json_atomic
+from pdefm.data.io import temp_path, write_json_atomic
 from pdefm.errors import PdefmError
-from pdefm.train.normalise import Normaliser
+from pdefm.train.checkpoint_card import (
+    CARD,
+    CONFIG,
+    FORMAT,
+    WEIGHTS,
+    config_of,
+    normaliser_of,
+    read_checkpoint_card,
+)
 
-WEIGHTS = "model.safetensors"
-CARD = "card.json"
-FORMAT = "pdefm.checkpoint"
+__all__ = [
+    "CARD",
+    "CONFIG",
+    "FORMAT",
+    "WEIGHTS",
+    "ChannelMap",
+    "load_checkpoint",
+    "map_channels",
+    "normaliser_of",
+    "read_checkpoint_card",
+    "save_checkpoint",
+    "unseen_channels",
+    "write_weights",
+]
+_FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # safetensors' names
 
 
 def save_checkpoint(root: str | Path, model: torch.nn.Module, card: dict) -> Path:
-    """Write ``model``'s weights and ``card`` (plus format and arch) to ``root``."""
+    """Write ``model``'s weights, ``config.json`` and ``card`` (plus format and arch) to
+    ``root``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = root / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    tmp.replace(root / WEIGHTS)
-    write_json_atomic(root / CARD, {"format": FORMAT, "arch": model.arch, **card})
+    write_weights(root / WEIGHTS, model)
+    full = {"format": FORMAT, "arch": model.arch, **card}
+    write_json_atomic(root / CONFIG, config_of(full))
+    write_json_atomic(root / CARD, full)
     return root
 
 
-def read_checkpoint_card(root: str | Path) -> dict:
-    """The card of the checkpoint in ``root`` (one-line PdefmError if absent or broken)."""
-    root = Path(root)
-    path = root / CARD
-    if not path.is_file():
-        raise PdefmError(
-            f"{root} is not a pdefm checkpoint (no {CARD}); give a directory "
-            "written by `pdefm train`"
-        )
+def write_weights(path: Path, model: torch.nn.Module) -> None:
+    """``model``'s state dict as safetensors at ``path`` (a unique temp file, then renamed)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = temp_path(path)
     try:
-        card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise PdefmError(
-            f"{path} is not valid JSON; the checkpoint is damaged, retrain or restore it"
-        ) from None
-    if card.get("format") != FORMAT or "arch" not in card:
-        raise PdefmError(f"{path} is not a pdefm checkpoint card; give a `pdefm train` output")
-    return card
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(root: str | Path, device: str | torch.device = "cpu"):
-    """(model, card, normaliser) from ``root``; weights checked name by name."""
+    """(model, card, normaliser) from ``root`` (``card.json`` or ``config.json``), checked as
+    the module doc says; every problem is a one-line PdefmError naming the file."""
     from pdefm.models import create_model
 
     root = Path(root)
     card = read_checkpoint_card(root)
+    norm = normaliser_of(card)
+    with torch.device("meta"):  # the expected keys and shapes, without allocating them
+        expected = {k: tuple(v.shape) for k, v in create_model(**card["arch"]).state_dict().items()}
+    _check_header(root / WEIGHTS, expected)
     model = create_model(**card["arch"])
     state = _read_weights(root / WEIGHTS)
-    _check_keys(root, model, state)
     model.load_state_dict(state)
-    return model.to(device), card, normaliser_of(card)
+    return model.to(device), card, norm
 
 
-def normaliser_of(card: dict) -> Normaliser:
-    """A checkpoint's normaliser (a pdefm 0.1 card names its family through its datasets)."""
-    datasets = card.get("datasets") or [{}]
-    return Normaliser.from_dict(card["normalisation"], datasets[-1].get("family"))
+def _check_header(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Keys, shapes and dtypes of the weights file against the architecture's."""
+    if not path.is_file():
+        raise PdefmError(f"{path} is missing; the checkpoint is incomplete, restore it or retrain")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            names = fh.keys()
+            slices = {k: fh.get_slice(k) for k in names}
+            header = {k: (tuple(s.get_shape()), s.get_dtype()) for k, s in slices.items()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PdefmError(
+            f"{path} is corrupt or truncated ({_reason(exc)}); restore the checkpoint or retrain"
+        ) from None
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        raise PdefmError(
+            f"{path} does not match its card's architecture (missing {_few(missing)}; "
+            f"unexpected {_few(unexpected)}); the weights and card belong to different models"
+        )
+    for key, shape in expected.items():
+        if header[key][0] != shape:
+            raise PdefmError(
+                f"{path}: {key} has shape {header[key][0]}, the architecture needs {shape}; "
+                "the weights and card belong to different models"
+            )
+        if header[key][1] not in _FLOAT_DTYPES:
+            raise PdefmError(
+                f"{path}: {key} has dtype {header[key][1]}, not floating point; the checkpoint "
+                "is damaged, restore it or retrain"
+            )
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise PdefmError(f"{path} is missing; the checkpoint is incomplete, retrain or restore it")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:120]
         raise PdefmError(
-            f"{path} is corrupt or truncated ({reason}); retrain or restore the checkpoint"
+            f"{path} is corrupt or truncated ({_reason(exc)}); restore the checkpoint or retrain"
         ) from None
-
-
-def _check_keys(root: Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise PdefmError(
-            f"{root / WEIGHTS} does not match its card's architecture (missing "
-            f"{_few(missing)}; unexpected {_few(unexpected)}); the weights and card belong to "
-            "different models"
-        )
-    for key, value in expected.items():
-        if value.shape != state[key].shape:
+    for key, value in state.items():
+        if not bool(torch.isfinite(value).all()):
             raise PdefmError(
-                f"{root / WEIGHTS}: {key} has shape {tuple(state[key].shape)}, the architecture "
-                f"needs {tuple(value.shape)}; the weights and card belong to different models"
+                f"{path}: {key} holds NaN or infinite values; the checkpoint is unusable, use "
+                "another one or retrain"
             )
+    return state
+
+
+def _reason(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
 
 
 def _few(names: list[str]) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import numbers
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pdefm.checks import check_choice, check_float, check_int, check_name
 from pdefm.errors import PdefmError
 
 MODES = ("full", "head", "frozen-spectral", "lora", "zero-shot")
@@ -21,6 +23,9 @@ SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
 # (tf32 moves GPU results at the level of float32 matmul rounding, as the device does.)
 _NOT_IN_ID = ("out", "device", "progress", "run_name", "compile", "tf32")
 MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate every k-th
+MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators both take it
+_INT_FIELDS = ("n_train", "subset_seed", "epochs", "steps", "batch_size", "lora_rank", "seed")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 
 
 @dataclass(frozen=True)
@@ -51,18 +56,32 @@ class RunConfig:
     run_name: str | None = None  # directory name under out (default: the run id)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs))
+        # Python API conveniences: one learning rate may be given bare, numpy numbers become
+        # Python ones; anything else is left as given for validate() to name.
+        lrs = (self.lrs,) if _is_real(self.lrs) else self.lrs
+        if isinstance(lrs, (tuple, list)):
+            lrs = tuple(float(x) if _is_real(x) else x for x in lrs)
+        object.__setattr__(self, "lrs", lrs)
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, name, int(value))
 
     # -- identity --------------------------------------------------------------------------
-    def resolved(self, data_hash: str) -> dict:
-        """The config as it determines results: every field but where/how fast it runs,
-        plus the content hash of the dataset (the same data at another path is the same run)."""
+    def resolved(self, data_hash: str, init_hash: str | None = None) -> dict:
+        """The config as it determines results: every field but where/how fast it runs, with
+        the dataset's content hash in place of its path and, for a checkpoint ``init``, the
+        checkpoint's content hash (``checkpoint_hash``) in place of its path: the same data or
+        weights at another path (a moved study, a copied checkpoint) are the same run."""
         d = asdict(self)
         for key in _NOT_IN_ID:
             d.pop(key)
         d["lrs"] = list(self.lrs)
         d["data_hash"] = data_hash
-        d["init"] = self.init if self.init == "scratch" else str(Path(self.init).resolve())
+        if self.init != "scratch":
+            if init_hash is None:
+                raise ValueError("a checkpoint init needs its content hash")
+            d["init"] = f"sha256:{init_hash}"
         return d
 
     @staticmethod
@@ -76,34 +95,83 @@ class RunConfig:
 
     # -- validation ------------------------------------------------------------------------
     def validate(self) -> None:
-        """One-line PdefmError naming the first bad field and the fix."""
-        if self.mode not in MODES:
-            raise PdefmError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        """One-line PdefmError naming the first bad field (by its CLI option) and the fix.
+
+        Types, signs, finiteness and ranges (and that --out is not a file). Whether the model
+        preset, the dataset and the checkpoint exist and fit together is checked by the
+        training loop, still before anything is written."""
+        self._validate_paths()
+        check_choice(self.mode, "--mode", MODES)
         if self.mode != "full" and self.init == "scratch":
             raise PdefmError(
                 f"mode {self.mode!r} adapts a pre-trained model: give --init "
                 "CHECKPOINT (or use --mode full to train from scratch)"
             )
-        if self.n_train is not None and self.n_train <= 0:
-            raise PdefmError(f"--n-train must be a positive integer, got {self.n_train}")
-        if not self.lrs or any(not (lr > 0 and math.isfinite(lr)) for lr in self.lrs):
-            raise PdefmError(f"--lr values must be positive numbers, got {list(self.lrs)}")
+        if not isinstance(self.model, str) or not self.model:
+            raise PdefmError(f"--model must be a preset name, got {self.model!r}")
+        if self.n_train is not None:
+            check_int(self.n_train, "--n-train", minimum=1)
+        check_int(self.subset_seed, "--subset-seed", minimum=0, maximum=MAX_SEED)
+        check_int(self.seed, "--seed", minimum=0, maximum=MAX_SEED)
+        self._validate_lrs()
         self._validate_budget()
-        if self.batch_size <= 0:
-            raise PdefmError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.new_channels not in NEW_CHANNELS:
+        check_int(self.batch_size, "--batch-size", minimum=1)
+        check_float(self.weight_decay, "--weight-decay", minimum=0.0)
+        check_int(self.lora_rank, "--lora-rank", minimum=1)
+        check_choice(self.new_channels, "--new-channels", NEW_CHANNELS)
+        self._validate_switches()
+
+    def _validate_paths(self) -> None:
+        for value, option in ((self.data, "--data"), (self.init, "--init"), (self.out, "--out")):
+            if not isinstance(value, str) or not value.strip():
+                raise PdefmError(f"{option} must be a path, got {value!r}")
+        probe = Path(self.out)  # the folder itself or the nearest parent that exists
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            at = "" if probe == Path(self.out) else f" (its parent {probe} is a file)"
+            raise PdefmError(f"--out {self.out} is not a folder{at}; give a folder for the runs")
+        if self.run_name is not None:
+            check_name(self.run_name, "run name")
+
+    def _validate_lrs(self) -> None:
+        if not isinstance(self.lrs, tuple) or not self.lrs:
+            raise PdefmError(f"--lr needs at least one learning rate, got {self.lrs!r}")
+        for lr in self.lrs:
+            check_float(lr, "--lr", positive=True)
+        names = [f"{lr:g}" for lr in self.lrs]  # each lr trains in the folder lr-{lr:g}
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
             raise PdefmError(
-                f"--new-channels must be one of {', '.join(NEW_CHANNELS)}, "
-                f"got {self.new_channels!r}"
+                f"--lr {repeated[0]} is given more than once (at 6 significant digits); give "
+                "each learning rate once"
             )
-        if self.mode == "lora" and self.lora_rank <= 0:
-            raise PdefmError(f"--lora-rank must be positive, got {self.lora_rank}")
 
     def _validate_budget(self) -> None:
         if self.mode == "zero-shot":
             return
         if (self.epochs is None) == (self.steps is None):
             raise PdefmError("give exactly one budget: --epochs N or --steps N")
-        budget = self.epochs if self.epochs is not None else self.steps
-        if budget <= 0:
-            raise PdefmError(f"the training budget must be positive, got {budget}")
+        if self.epochs is not None:
+            check_int(self.epochs, "--epochs", minimum=1)
+        else:
+            check_int(self.steps, "--steps", minimum=1)
+
+    def _validate_switches(self) -> None:
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.match(self.device):
+            raise PdefmError(
+                f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
+        for name in ("bf16", "compile", "tf32", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise PdefmError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.model_overrides, dict) or not all(
+            isinstance(k, str) for k in self.model_overrides
+        ):
+            raise PdefmError(
+                f"model_overrides must map option names to values, got {self.model_overrides!r}"
+            )
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)

@@ -17,11 +17,14 @@ every ``CHECK_EVERY_CUDA`` steps and at the end of each epoch).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import json
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,19 +33,22 @@ import torch
 from tqdm.auto import tqdm
 
 from pdefm import __version__
+from pdefm.checks import check_int, check_memory, human_bytes
 from pdefm.data.dataset import PDEDataset
-from pdefm.data.io import write_json_atomic
+from pdefm.data.io import directory_lock, is_empty_dir, temp_path, write_json_atomic
 from pdefm.errors import PdefmError
 from pdefm.train import distributed
 from pdefm.train.adapt import configure_mode
 from pdefm.train.batches import BatchCache, SplitBatches
 from pdefm.train.checkpoint import (
+    CARD,
     load_checkpoint,
     map_channels,
     save_checkpoint,
     unseen_channels,
 )
-from pdefm.train.config import MAX_EVALUATIONS, RunConfig
+from pdefm.train.checkpoint_card import arch_parameter_count, checkpoint_hash, training_bytes
+from pdefm.train.config import DEVICE_PATTERN, MAX_EVALUATIONS, RunConfig
 from pdefm.train.metrics import mse, relative_l2
 from pdefm.train.normalise import Normaliser
 from pdefm.train.state import load_state, save_state
@@ -58,32 +64,100 @@ class DivergedError(RuntimeError):
 
 
 # -- entry point ---------------------------------------------------------------------------------
+@dataclass
+class _Init:
+    """The checkpoint a run starts from, loaded and checked once per run: its model (on the
+    CPU; every learning rate trains a copy), card, normaliser and content hash."""
+
+    model: torch.nn.Module
+    card: dict
+    norm: Normaliser
+    hash: str
+
+
 def train(config: RunConfig) -> dict:
-    """Run ``config`` (see module doc); returns the run record."""
+    """Run ``config`` (see module doc); returns the run record.
+
+    Everything that can be refused is checked before the run folder is created or the record
+    written: the config, the dataset (and subset), the checkpoint, the channel mapping, the
+    grid, the device and the memory. The run folder is then locked: a second process on the
+    same run is refused at once (``_run_lock``), and a run finished meanwhile is returned."""
     config.validate()
+    device = resolve_device(config.device)
     splits = _open_splits(config)
-    resolved = config.resolved(_data_hash(splits["train"].card))
+    init = _load_init(config)
+    _check_fit(config, splits["train"], init, device)
+    resolved = config.resolved(_data_hash(splits["train"].card), init.hash if init else None)
     run_id = RunConfig.run_id(resolved)
     run_dir = Path(config.out) / (config.run_name or run_id)
     done = _finished_record(run_dir)
     if done is not None:
         return done
-    with distributed.process_group(resolve_device(config.device)) as device:
-        _configure_cuda(device, config)
-        record = _new_record(config, resolved, run_id, device)
-        if distributed.is_main():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(run_dir / RECORD, record)
-        start = time.perf_counter()
-        try:
-            _run(config, splits, run_dir, device, record)
-            record["status"] = "completed"
-        except DivergedError as exc:
-            record.update(status="failed", reason=str(exc))
-        record["wall_time_s"] = round(time.perf_counter() - start, 3)
-        if distributed.is_main():
-            write_json_atomic(run_dir / RECORD, record)
+    with distributed.process_group(device) as device, _run_lock(run_dir, run_id):
+        done = _finished_record(run_dir)  # another process may have finished it meanwhile
+        if done is not None:
+            return done
+        return _execute(config, splits, init, run_dir, device, resolved, run_id)
+
+
+def _execute(config, splits, init, run_dir: Path, device, resolved: dict, run_id: str) -> dict:
+    """Train (or resume) in the locked ``run_dir``; a diverged run is recorded as failed."""
+    _configure_cuda(device, config)
+    record = _new_record(config, resolved, run_id, device)
+    if distributed.is_main():
+        write_json_atomic(run_dir / RECORD, record)
+    start = time.perf_counter()
+    try:
+        _run(config, splits, init, run_dir, device, record)
+        record["status"] = "completed"
+    except DivergedError as exc:
+        record.update(status="failed", reason=str(exc))
+    record["wall_time_s"] = round(time.perf_counter() - start, 3)
+    if distributed.is_main():
+        write_json_atomic(run_dir / RECORD, record)
     return record
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
+    """Create and lock ``run_dir`` (rank 0; the other ranks never write). A second process
+    on the same run is refused in one line rather than made to wait: a rerun afterwards
+    returns the finished record at once. Temp files a killed writer left are removed."""
+    if not distributed.is_main():
+        yield
+        return
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PdefmError(
+            f"cannot create the run folder {run_dir} ({exc.strerror or exc}); give --out a "
+            "writable directory"
+        ) from None
+    busy = (
+        f"run {run_id} is being trained by another process (in {run_dir}); wait for it to "
+        "finish, then rerun this command to get its record"
+    )
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(directory_lock(run_dir, busy))
+    except PdefmError:
+        if created and is_empty_dir(run_dir):  # refused: leave nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    with stack:
+        _remove_stale_temps(run_dir)
+        yield
+
+
+def _remove_stale_temps(run_dir: Path) -> None:
+    """Temp files and folders (``.NAME.PID.RANDOM.tmp``) under a run folder whose lock we
+    hold were left by a killed writer: nobody else can be writing them."""
+    for path in sorted(run_dir.rglob(".*.tmp"), reverse=True):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _configure_cuda(device: torch.device, config: RunConfig) -> None:
@@ -94,18 +168,20 @@ def _configure_cuda(device: torch.device, config: RunConfig) -> None:
         torch.backends.cudnn.allow_tf32 = config.tf32
 
 
-def _run(config, splits, run_dir: Path, device, record: dict) -> None:
+def _run(config, splits, init: _Init | None, run_dir: Path, device, record: dict) -> None:
     batches = BatchCache(splits, device)
     if config.mode == "zero-shot":
-        model, ckpt_card, norm = load_checkpoint(config.init, device)
         test = splits["test"]
         cmap = map_channels(
-            ckpt_card["input_channels"], test.input_channels, f"checkpoint {config.init}"
+            init.card["input_channels"], test.input_channels, f"checkpoint {config.init}"
         )
-        norm = norm.with_dataset(test.card)
+        norm = init.norm.with_dataset(test.card)
+        model = init.model.to(device)
         _finish(record, model, cmap, norm, batches, lr=None, history=[], trainable=0)
         return
-    results = {lr: _train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}") for lr in config.lrs}
+    results = {
+        lr: _train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}", init) for lr in config.lrs
+    }
     record["per_lr"] = {f"{lr:g}": r["summary"] for lr, r in results.items()}
     ok = {lr: r for lr, r in results.items() if r["summary"]["status"] == "completed"}
     if not ok:
@@ -137,16 +213,20 @@ def _finish(record, model, cmap, norm, batches: BatchCache, lr, history, trainab
 
 
 def _publish_checkpoint(best_dir: Path, target: Path, record: dict) -> None:
-    """Copy the selected model to ``run_dir/checkpoint`` with the final metrics in its card."""
-    tmp = target.with_name(".checkpoint.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best_dir, tmp)
-    card_path = tmp / "card.json"
-    card = json.loads(card_path.read_text())
-    card["metrics"] = {"val": record["val"], "test": record["test"], "lr": record["selected_lr"]}
-    write_json_atomic(card_path, card)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    """Copy the selected model to ``run_dir/checkpoint`` with the final metrics in its card
+    (through a temp folder unique to this process, removed if anything fails)."""
+    tmp = temp_path(target)
+    try:
+        shutil.copytree(best_dir, tmp)
+        card_path = tmp / CARD
+        card = json.loads(card_path.read_text())
+        metrics = {"val": record["val"], "test": record["test"], "lr": record["selected_lr"]}
+        card["metrics"] = metrics
+        write_json_atomic(card_path, card)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- one learning rate -------------------------------------------------------------------------
@@ -164,11 +244,11 @@ class _Training:
     plan: dict
 
 
-def _train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path) -> dict:
+def _train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path, init) -> dict:
     """Train (or resume, or find finished) the model for one learning rate."""
     torch.manual_seed(config.seed)
     splits = batches.splits
-    model, norm, cmap, base = _build(config, splits["train"])
+    model, norm, cmap, base = _build(config, splits["train"], init)
     trainable = configure_mode(model, config.mode, config.lora_rank)
     model.to(batches.device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -182,7 +262,7 @@ def _train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Pat
     net = torch.compile(net) if config.compile else net
     plan = _plan(config, len(train_b))
     t = _Training(model, net, opt, train_b, batches("val", cmap, norm), plan)
-    card = _checkpoint_card(config, splits["train"], norm, base, lr)
+    card = _checkpoint_card(config, splits["train"], norm, base, lr, init)
     _fit(config, t, lr, info, lr_dir, card)
     summary = {
         "status": info["status"],
@@ -407,17 +487,17 @@ def _mean(parts: list[torch.Tensor], skip_nan: bool = False) -> float | None:
 
 
 # -- building -------------------------------------------------------------------------------------
-def _build(config: RunConfig, train_ds: PDEDataset):
+def _build(config: RunConfig, train_ds: PDEDataset, init: _Init | None):
     """Model, normaliser, channel map and the base checkpoint card (None from scratch)."""
     channels = train_ds.input_channels
-    if config.init == "scratch":
+    if init is None:
         from pdefm.models import create_model
 
         model = create_model(config.model, len(channels), 1, **config.model_overrides)
         cmap = map_channels(channels, channels, "the model")
         return model, Normaliser.from_card(train_ds.card), cmap, None
-    model, card, norm = load_checkpoint(config.init)
-    unseen = unseen_channels(card["input_channels"], channels)
+    model, norm = copy.deepcopy(init.model), init.norm
+    unseen = unseen_channels(init.card["input_channels"], channels)
     if unseen and config.new_channels == "init":
         from pdefm.models import add_input_channels
 
@@ -425,18 +505,19 @@ def _build(config: RunConfig, train_ds: PDEDataset):
         norm = norm.with_channels(unseen, train_ds.card)
     norm = norm.with_dataset(train_ds.card)
     cmap = map_channels(list(norm.channels), channels, f"checkpoint {config.init}")
-    return model, norm, cmap, card
+    return model, norm, cmap, init.card
 
 
-def _checkpoint_card(config, train_ds: PDEDataset, norm: Normaliser, base: dict | None, lr):
-    datasets = list(base["datasets"]) if base else []
+def _checkpoint_card(config, train_ds: PDEDataset, norm: Normaliser, base, lr, init) -> dict:
+    datasets = list(base.get("datasets") or []) if base else []
     datasets.append(_abridged_card(train_ds))
+    resolved = config.resolved(_data_hash(train_ds.card), init.hash if init else None)
     return {
         "input_channels": list(norm.channels),
         "output_channels": ["solution"],
         "normalisation": norm.to_dict(),
         "datasets": datasets,
-        "run_config": {**config.resolved(_data_hash(train_ds.card)), "lr": lr},
+        "run_config": {**resolved, "lr": lr},
         "pdefm_version": __version__,
     }
 
@@ -458,6 +539,87 @@ def _abridged_card(ds: PDEDataset) -> dict:
     return {**{k: c[k] for k in keys}, "n_train_used": len(ds), "path": str(ds.root)}
 
 
+# -- up-front checks -------------------------------------------------------------------------------
+def _load_init(config: RunConfig) -> _Init | None:
+    """The checkpoint ``config.init`` loaded and checked (None from scratch)."""
+    if config.init == "scratch":
+        return None
+    model, card, norm = load_checkpoint(config.init)
+    return _Init(model, card, norm, checkpoint_hash(config.init, card))
+
+
+def _check_fit(config: RunConfig, train_ds: PDEDataset, init: _Init | None, device) -> None:
+    """Refuse a run whose pieces do not fit together, before anything is written: an unknown
+    preset or model option, channels the checkpoint never saw (without --new-channels init),
+    a grid too small for the model's modes, a model and batch that cannot fit in memory."""
+    if init is None:
+        arch = _scratch_arch(config, len(train_ds.input_channels))
+    else:
+        channels = _init_channels(config, init, train_ds.input_channels)
+        map_channels(channels, train_ds.input_channels, f"checkpoint {config.init}")
+        arch = {**init.card["arch"], "in_channels": len(channels)}
+    n = train_ds.resolution
+    if arch.get("modes"):
+        from pdefm.models.spectral import check_grid
+
+        check_grid(n, n, arch["modes"])
+    if config.mode != "zero-shot":  # evaluation needs the weights, which are loaded already
+        _check_training_memory(config, arch, config.batch_for(len(train_ds)), n, device)
+
+
+def _scratch_arch(config: RunConfig, in_channels: int) -> dict:
+    """The arch ``create_model(config.model, in_channels, 1, **overrides)`` would record,
+    computed without building it (unknown presets and options refused)."""
+    from pdefm.models import model_info
+
+    info = model_info(config.model)
+    sizes = {k: v for k, v in info.items() if k not in ("name", "label")}
+    for key, value in config.model_overrides.items():
+        if key not in sizes:
+            raise PdefmError(
+                f"unknown option {key!r} for model {config.model!r}; choose from {', '.join(sizes)}"
+            )
+        check_int(value, f"model option {key}", minimum=1)
+    sizes.update(config.model_overrides)
+    return {"name": config.model, "in_channels": in_channels, "out_channels": 1, **sizes}
+
+
+def _init_channels(config: RunConfig, init: _Init, data_channels: list[str]) -> list[str]:
+    """The input channels the trained model will have: the checkpoint's, plus the data's
+    unseen ones with --new-channels init (not for zero-shot, which changes nothing)."""
+    channels = list(init.card["input_channels"])
+    unseen = unseen_channels(channels, data_channels)
+    if unseen and config.new_channels == "init" and config.mode != "zero-shot":
+        if init.card["arch"].get("lora"):
+            raise PdefmError(
+                f"checkpoint {config.init} has LoRA weights; --new-channels init needs a "
+                "checkpoint without LoRA (fine-tune its base model instead)"
+            )
+        channels += unseen
+    return channels
+
+
+def _check_training_memory(config: RunConfig, arch: dict, batch: int, n: int, device) -> None:
+    """A lower bound of what training needs (``training_bytes``) against the memory there is:
+    the host's on the CPU, the GPU's total on CUDA. Only clear impossibilities are refused."""
+    n_params = arch_parameter_count(arch)
+    what = (
+        f"training {arch['name']} (about {n_params:.3g} parameters) with batch {batch} at {n}x{n}"
+    )
+    fix = "use a smaller model or --batch-size, or a machine with more memory"
+    if device.type == "cpu":
+        check_memory(training_bytes(arch, n_params, batch, n), what, fix)
+    elif device.type == "cuda":
+        share = max(1, batch // distributed.env_world_size())  # each rank's part of a batch
+        need = training_bytes(arch, n_params, share, n)
+        total = torch.cuda.get_device_properties(device).total_memory
+        if need > total:
+            raise PdefmError(
+                f"{what} needs about {human_bytes(need)} of GPU memory and {device} has "
+                f"{human_bytes(total)}; {fix}"
+            )
+
+
 def _open_splits(config: RunConfig) -> dict[str, PDEDataset]:
     train = PDEDataset(config.data, "train")
     if config.n_train is not None and config.mode != "zero-shot":
@@ -474,11 +636,18 @@ def _data_hash(card: dict) -> str:
 
 
 def _finished_record(run_dir: Path) -> dict | None:
+    """The record of a finished run in ``run_dir`` (None if there is none, or it is running)."""
     path = run_dir / RECORD
-    if path.is_file():
+    if not path.is_file():
+        return None
+    try:
         record = json.loads(path.read_text())
-        if record.get("status") in ("completed", "failed"):
-            return record
+    except (OSError, ValueError, RecursionError):
+        raise PdefmError(
+            f"run record {path} is damaged (not JSON); delete {run_dir} to run it again"
+        ) from None
+    if isinstance(record, dict) and record.get("status") in ("completed", "failed"):
+        return record
     return None
 
 
@@ -494,16 +663,28 @@ def _new_record(config: RunConfig, resolved: dict, run_id: str, device) -> dict:
         "pdefm_version": __version__,
         "torch_version": torch.__version__,
         "out": str(Path(config.out) / (config.run_name or run_id)),
+        "init_path": None if config.init == "scratch" else str(Path(config.init).resolve()),
     }
 
 
-def resolve_device(name: str) -> torch.device:
-    """ "auto" -> cuda if available else cpu; an unavailable device is a one-line error."""
+def resolve_device(name: object) -> torch.device:
+    """ "auto" -> cuda if available else cpu; an unknown or unavailable device is a one-line
+    error."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):
+        raise PdefmError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PdefmError(f"--device {name} asked but CUDA is not available; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise PdefmError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PdefmError(f"--device {name} asked but CUDA is not available; use --device cpu")
+        count = torch.cuda.device_count()
+        if ":" in name and int(name.split(":")[1]) >= count:
+            raise PdefmError(
+                f"--device {name} asked but this machine has {count} GPU(s) (cuda:0 to "
+                f"cuda:{count - 1}); pick one of those"
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise PdefmError("--device mps asked but MPS is not available; use --device cpu")
+    return torch.device(name)
