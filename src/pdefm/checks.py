@@ -31,6 +31,13 @@ def check_int(
     return value
 
 
+def check_count(value: object, name: str, maximum: int | None = None) -> int:
+    """A number of samples: a whole number >= 1 (0 is refused, not taken as "default")."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PdefmError(f"{name} must be a positive integer, got {value!r}")
+    return check_int(value, name, maximum=maximum)
+
+
 def check_float(
     value: object,
     name: str,

@@ -21,6 +21,16 @@ families and their physics parameter (the axis of distribution shift):
   helmholtz            -c lap u - w u = f; integer w, samples with max|u| > 2 redraw
                        their source so the law of w is kept             (default range 1 10)
 
+helmholtz values of w next to a resonance accept few sources: w = 2 accepts about 1 source
+in 4,000 at the densest sparsity level. Each sample may draw --redraw-budget sources (default
+2000); a w whose measured acceptance is too low for that budget is refused before anything is
+written, with the rate and the budget that would suffice. Drop such values with
+--drop-unsampleable, or keep them with a larger --redraw-budget (slower: every draw is a solve).
+
+limits: --resolution even, 4 to 4096; counts 1 to 100,000,000 per split; --sigma in
+[2/4096, 0.5]; poisson e <= 1e4, advection_diffusion psi <= 1e3, helmholtz w <= 1000. Requests
+needing more memory or disk than the machine has are refused with the estimate.
+
 examples:
   pdefm generate poisson --out data/poisson-1-5
   pdefm generate poisson --range 5 10 --n-train 512 --seed 1 --out data/poisson-5-10
@@ -104,8 +114,14 @@ def _add_generate(sub) -> None:
     p.add_argument(
         "--drop-unsampleable",
         action="store_true",
-        help="helmholtz: drop values of w that no source can realise instead of "
-        "failing (the card records it)",
+        help="helmholtz: drop values of w whose measured acceptance is too low for the "
+        "redraw budget instead of failing (the card records it)",
+    )
+    p.add_argument(
+        "--redraw-budget",
+        type=int,
+        metavar="N",
+        help="helmholtz: sources a sample may draw before it counts as unsampleable (default 2000)",
     )
     p.add_argument(
         "--from-card",
@@ -246,10 +262,13 @@ def _run_mix(args: argparse.Namespace) -> int:
     from pdefm.data.mixture import MixtureSpec, mix_datasets
 
     members = tuple(_member_arg(m) for m in args.members)
+    given = {s: getattr(args, f"n_{s}") for s in ("train", "val", "test")}
+    for split, n in given.items():  # 0 is a count to refuse, not "use the default"
+        if n is not None and n < 1:
+            raise PdefmError(f"--n-{split} must be >= 1, got {n}; omit it to use every sample")
     cards = [load_card(path) for path, _ in members]
     counts = {
-        s: getattr(args, f"n_{s}") or sum(c["counts"][s] for c in cards)
-        for s in ("train", "val", "test")
+        s: n if n is not None else sum(c["counts"][s] for c in cards) for s, n in given.items()
     }
     spec = MixtureSpec(
         members, counts["train"], counts["val"], counts["test"], args.masks, args.seed
@@ -262,7 +281,11 @@ def _run_mix(args: argparse.Namespace) -> int:
 
 
 def _member_arg(text: str) -> tuple[str, float]:
-    path, _, weight = text.rpartition(":") if ":" in text else (text, "", "1")
+    from pathlib import Path
+
+    if ":" not in text or Path(text).is_dir():  # a directory whose name holds ':' has weight 1
+        return text, 1.0
+    path, _, weight = text.rpartition(":")
     try:
         return path, float(weight)
     except ValueError:
@@ -665,6 +688,10 @@ def _spec_from_args(args: argparse.Namespace):
         if args.family != "helmholtz":
             raise PdefmError("--max-abs-u applies to helmholtz only; remove it")
         config["max_abs_u"] = args.max_abs_u
+    if args.redraw_budget is not None:
+        if args.family != "helmholtz":
+            raise PdefmError("--redraw-budget applies to helmholtz only; remove it")
+        config["redraw_budget"] = args.redraw_budget
     source = (
         GaussianLatticeSource() if args.sigma is None else GaussianLatticeSource(sigma=args.sigma)
     )

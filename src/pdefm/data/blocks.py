@@ -7,6 +7,7 @@ alone, in any order, and always comes out the same.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -14,15 +15,17 @@ import torch
 from pdefm.data.spec import GenerationSpec
 from pdefm.pdes import Coefficients, Grid, PDEFamily
 
-MAX_REDRAWS = 2000  # rounds of source redraws for rejected samples before giving up
+DEFAULT_REDRAW_BUDGET = 2000  # sources drawn per sample before giving up (families may set it)
+ROUND_DRAWS = 256  # most candidate sources drawn in one redraw round
 
 
 class UnsampleableError(RuntimeError):
-    """Some parameter values had no accepted source after MAX_REDRAWS redraws."""
+    """Some parameter values had no accepted source within the redraw budget."""
 
-    def __init__(self, values: list[float]):
-        super().__init__(f"no accepted source for parameter values {values}")
+    def __init__(self, values: list[float], budget: int):
+        super().__init__(f"no accepted source in {budget} draws for parameter values {values}")
         self.values = values
+        self.budget = budget
 
 
 @dataclass
@@ -58,7 +61,7 @@ def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
     """Generate block ``block`` of ``split`` (see the module docstring).
 
     Samples whose solution the family rejects keep their parameter and sparsity level and get
-    a fresh source, so the declared parameter law is honoured exactly.
+    fresh sources, so the declared parameter law is honoured exactly (see ``_redraw``).
     """
     pde, grid = spec.pde(), spec.grid()
     gen = spec.block_generator(split, block)
@@ -68,18 +71,8 @@ def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
     f, coeffs, u = _solve_batch(spec, pde, grid, gen, parameter, sparsity)
     attempts = torch.ones(stop - start, dtype=torch.int64)
     rejected = ~pde.accept(u)
-    for _ in range(MAX_REDRAWS):
-        if not rejected.any():
-            break
-        idx = rejected.nonzero().squeeze(1)
-        f2, c2, u2 = _solve_batch(spec, pde, grid, gen, parameter[idx], sparsity[idx])
-        f[idx], u[idx] = f2, u2
-        for name, value in c2.items():
-            coeffs[name][idx] = value
-        attempts[idx] += 1
-        rejected[idx] = ~pde.accept(u2)
     if rejected.any():
-        raise UnsampleableError(sorted(set(parameter[rejected].tolist())))
+        _redraw(spec, pde, grid, gen, (parameter, sparsity, f, coeffs, u, attempts), rejected)
     return Block(
         source=f,
         solution=u,
@@ -91,45 +84,32 @@ def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
     )
 
 
-def acceptance_rates(
-    spec: GenerationSpec, per_level: int = 64, chunk: int = 16
-) -> dict[float, float]:
-    """Lowest share of accepted sources over the sparsity levels, per value of a discrete
-    parameter (e.g. Helmholtz w); empty for continuous laws.
-
-    Sources come from a probe stream disjoint from the dataset's streams, in chunks of
-    ``chunk`` per sparsity level shared by every value. A value stops being probed once every
-    level has an accepted source (one chunk for most values); it is declared unsampleable
-    (rate 0) when some level has none in ``per_level`` sources: keeping it would silently skew
-    that value's sources towards the sparse levels.
-    """
-    pde, grid = spec.pde(), spec.grid()
-    support = getattr(pde, "support", None)  # excluded values are not probed
-    if support is None:
-        return {}
-    gen = torch.Generator().manual_seed(spec.split_seed("acceptance-probe"))
-    n_levels = len(spec.source.sparsity_levels)
-    sparsity = spec.source.sparsity_of_index(torch.arange(chunk * n_levels))
-    chunks: list[torch.Tensor] = []  # source spectra, drawn on first use, shared by all values
-
-    def spectra(k: int) -> torch.Tensor:
-        while len(chunks) <= k:
-            f = spec.source.sample(gen, sparsity, grid, pde.remove_mean)
-            chunks.append(torch.fft.rfft2(f))
-        return chunks[k]
-
-    rates = {}
-    for value in support(spec.low, spec.high):
-        accepted = torch.zeros(n_levels)
-        tried = 0
-        for k in range(max(1, per_level // chunk)):
-            f_hat = spectra(k)
-            parameter = torch.full_like(sparsity, float(value))
-            coeffs = pde.sample_coefficients(gen, parameter, f_hat, grid)
-            u = torch.fft.irfft2(pde.solve_spectral(f_hat, coeffs, grid), s=grid.shape)
-            accepted += pde.accept(u).double().reshape(chunk, n_levels).sum(dim=0)
-            tried += chunk
-            if (accepted > 0).all():
-                break
-        rates[float(value)] = (accepted.min() / tried).item()
-    return rates
+def _redraw(spec, pde, grid, gen, state: tuple, rejected: torch.Tensor) -> None:
+    """Replace rejected samples in place, in rounds: round r draws min(2^r, ROUND_DRAWS / k)
+    candidate sources for each of the k samples still rejected and keeps each sample's first
+    accepted candidate. Candidates grow geometrically, so a sample next to a resonance costs a
+    few large batched rounds instead of thousands of tiny ones, while one that is accepted at
+    its second try costs one extra draw. A sample that has drawn the family's redraw budget
+    (``redraw_budget``, default DEFAULT_REDRAW_BUDGET) without success is an
+    UnsampleableError. The rounds depend on the random stream alone, never on the budget."""
+    parameter, sparsity, f, coeffs, u, attempts = state
+    budget = getattr(pde, "redraw_budget", DEFAULT_REDRAW_BUDGET)
+    for round_ in itertools.count():
+        idx = rejected.nonzero().squeeze(1)
+        if not len(idx) or int(attempts[idx].min()) >= budget:
+            break
+        per = max(1, min(2 ** min(round_, 30), ROUND_DRAWS // len(idx)))
+        each = idx.repeat_interleave(per)
+        f2, c2, u2 = _solve_batch(spec, pde, grid, gen, parameter[each], sparsity[each])
+        ok = pde.accept(u2).reshape(len(idx), per)
+        hit = ok.any(dim=1)
+        first = ok.to(torch.int8).argmax(dim=1)  # index of the first accepted candidate
+        attempts[idx] += torch.where(hit, first + 1, per)
+        take = idx[hit]
+        pick = (hit.nonzero().squeeze(1) * per + first[hit]).long()
+        f[take], u[take] = f2[pick], u2[pick]
+        for name, value in c2.items():
+            coeffs[name][take] = value[pick]
+        rejected[take] = False
+    if rejected.any():
+        raise UnsampleableError(sorted(set(parameter[rejected].tolist())), budget)

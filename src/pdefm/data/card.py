@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pdefm.checks import contained_path
 from pdefm.errors import PdefmError
 
 CARD_NAME = "card.json"
@@ -18,13 +19,17 @@ PROGRESS_NAME = ".pdefm-progress.json"
 CARD_FORMAT = "pdefm.dataset"
 CARD_VERSION = 1
 HISTOGRAM_BINS = 20
+SPLITS = ("train", "val", "test")
 
 
 def load_card(root: str | Path) -> dict:
-    """Read the card of the dataset in ``root``, with a clear error when there is none."""
+    """Read and check the card of the dataset in ``root``: a missing, garbled or escaping card
+    is a one-line PdefmError naming the file and the field (see ``check_card``)."""
     root = Path(root)
     path = root / CARD_NAME
     if not path.is_file():
+        if root.is_file():
+            raise PdefmError(f"{root} is a file; give the dataset directory that holds {CARD_NAME}")
         if (root / PROGRESS_NAME).is_file():
             raise PdefmError(
                 f"{root} holds an unfinished generation; rerun the same `pdefm generate` "
@@ -41,9 +46,88 @@ def load_card(root: str | Path) -> dict:
             f"{path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc});"
             " regenerate the dataset"
         ) from None
+    except OSError as exc:
+        raise PdefmError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    check_card(card, root)
+    return card
+
+
+def check_card(card: object, root: Path) -> None:
+    """The fields every reader relies on, with their types; every file a card names must be
+    a relative path inside ``root`` (a card cannot send a reader elsewhere)."""
+    path = Path(root) / CARD_NAME
+    if not isinstance(card, dict):
+        raise PdefmError(f"{path} must hold a JSON object, not a {type(card).__name__}")
     if card.get("format") != CARD_FORMAT:
         raise PdefmError(f"{path} is not a pdefm dataset card (format={card.get('format')!r})")
-    return card
+    for key, kind in _REQUIRED.items():
+        if key not in card:
+            raise PdefmError(f"{path} lacks the field {key!r}; regenerate the dataset")
+        if not isinstance(card[key], kind):
+            raise PdefmError(
+                f"{path} field {key!r} must be {_KIND_NAMES[kind]}, got {card[key]!r:.60}; "
+                "regenerate the dataset"
+            )
+    for split in SPLITS:
+        count = _field(card, path, "counts", split)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise PdefmError(
+                f"{path} field counts.{split} must be a non-negative whole number, got "
+                f"{count!r:.60}; regenerate the dataset"
+            )
+        split_file(root, card, split)
+    _check_grid(card, path)
+    _check_channels(card, path)
+
+
+_REQUIRED = {
+    "family": str,
+    "counts": dict,
+    "files": dict,
+    "grid": dict,
+    "channels": dict,
+    "parameter": dict,
+    "source_law": dict,
+    "spec": dict,
+    "command": str,
+}
+_KIND_NAMES = {str: "a string", dict: "a JSON object", list: "a list"}
+MAX_CARD_RESOLUTION = 65536
+
+
+def _field(card: dict, path: Path, key: str, sub: str) -> object:
+    if sub not in card[key]:
+        raise PdefmError(f"{path} lacks the field {key}.{sub}; regenerate the dataset")
+    return card[key][sub]
+
+
+def _check_grid(card: dict, path: Path) -> None:
+    n = _field(card, path, "grid", "resolution")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CARD_RESOLUTION:
+        raise PdefmError(
+            f"{path} field grid.resolution must be a whole number in 1..{MAX_CARD_RESOLUTION}, "
+            f"got {n!r:.60}; regenerate the dataset"
+        )
+
+
+def _check_channels(card: dict, path: Path) -> None:
+    for key in ("inputs", "outputs"):
+        names = _field(card, path, "channels", key)
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(name, str) for name in names)
+        ):
+            raise PdefmError(
+                f"{path} field channels.{key} must be a non-empty list of names, got "
+                f"{names!r:.60}; regenerate the dataset"
+            )
+
+
+def split_file(root: str | Path, card: dict, split: str) -> Path:
+    """The file of ``split`` named by the card, which must stay inside ``root``."""
+    name = card["files"].get(split) if isinstance(card.get("files"), dict) else None
+    return contained_path(Path(root), name, f"{Path(root) / CARD_NAME} field files.{split}")
 
 
 def parameter_summary(values: np.ndarray, declared: dict) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from pdefm.data import store
-from pdefm.data.card import load_card
+from pdefm.data.card import load_card, split_file
 from pdefm.data.subset import balanced_subset
 from pdefm.errors import PdefmError
 
@@ -34,7 +34,7 @@ class PDEDataset(torch.utils.data.Dataset):
         self.split = split
         self.card = load_card(self.root)
         self.count = int(self.card["counts"][split])
-        self.path = self.root / self.card["files"][split]
+        self.path = split_file(self.root, self.card, split)  # never outside root
         self.indices = np.arange(self.count) if indices is None else np.asarray(indices, np.int64)
         self._h5: h5py.File | None = None
         self._h5_pid: int | None = None

@@ -37,6 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pdefm import __version__
+from pdefm.checks import check_disk, check_float, check_int
 from pdefm.data import card as cards
 from pdefm.data import store
 from pdefm.data.io import fsync_dir, is_empty_dir, write_json_atomic
@@ -444,6 +445,7 @@ def _scan_field(arrays: Arrays, name: str, n: int) -> None:
 def check_options(val_fraction: float, test_fraction: float, seed: int) -> None:
     """The split options on their own (before the file is read)."""
     for flag, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+        check_float(value, flag)
         if not 0.0 < value < 1.0:
             raise PdefmError(f"{flag} must be between 0 and 1 (exclusive), got {value:g}")
     if val_fraction + test_fraction >= 1.0:
@@ -453,6 +455,7 @@ def check_options(val_fraction: float, test_fraction: float, seed: int) -> None:
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise PdefmError(f"--seed must be a non-negative integer, got {seed!r}")
+    check_int(seed, "--seed", maximum=2**63 - 1)
 
 
 def split_indices(
@@ -495,9 +498,18 @@ def import_dataset(
     with open_input(path) as arrays:
         layout = validate(arrays, family, equation)
         splits = split_indices(layout.n_samples, val_fraction, test_fraction, seed)
+        _check_disk(layout, out)
         options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
         _write_atomically(arrays, layout, splits, out, options, progress)
     return out
+
+
+def _check_disk(layout: ImportLayout, out: Path) -> None:
+    """Refuse an import the disk cannot hold: float32 fields plus the per-sample vectors."""
+    per_sample = 8 * layout.resolution**2 + 8 * (len(layout.coefficient_names) * 2 + 8)
+    check_disk(
+        out, layout.n_samples * per_sample, "import", "free disk space or choose another --out"
+    )
 
 
 def _check_out(out: Path) -> None:

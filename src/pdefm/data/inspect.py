@@ -3,31 +3,85 @@ histograms, and optionally a full re-hash against the card. Imports no torch."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from pdefm.checks import check_int
 from pdefm.data import store
-from pdefm.data.card import load_card
+from pdefm.data.card import load_card, split_file
+from pdefm.data.io import temp_path
 from pdefm.errors import PdefmError
 
 SPLITS = ("train", "val", "test")
 
 
+MAX_EXAMPLES = 32
+
+
 def inspect_dataset(
     root: str | Path, png: str | Path | None = None, n_examples: int = 4, verify: bool = False
 ) -> str:
-    """Summarise the dataset in ``root``, write the figure, return the summary text."""
+    """Summarise the dataset in ``root``, write the figure, return the summary text.
+
+    Everything is checked before the figure is written, and the figure is written to a
+    temporary file renamed into place, so a refusal or a failure leaves no PNG behind."""
+    check_int(n_examples, "--examples", minimum=1, maximum=MAX_EXAMPLES)
     root = Path(root)
+    png = _check_png(Path(png) if png is not None else root / "inspect.png", png is None)
     card = load_card(root)
-    lines = summary_lines(card)
-    if verify:
-        lines.append(verify_hashes(root, card))
-    png = Path(png) if png else root / "inspect.png"
-    plot_dataset(root, card, png, n_examples)
+    with _card_fields(root):
+        lines = summary_lines(card)
+        if verify:
+            lines.append(verify_hashes(root, card))
+        if int(card["counts"]["train"]) == 0:
+            raise PdefmError(f"{root} has no train samples to plot; regenerate the dataset")
+        tmp = temp_path(png)
+        try:
+            plot_dataset(root, card, tmp, n_examples)
+            os.replace(tmp, png)
+        except OSError as exc:
+            raise PdefmError(
+                f"cannot write the figure {png} ({exc.strerror or exc}); pass --png PATH"
+            ) from None
+        finally:
+            tmp.unlink(missing_ok=True)
     lines.append(f"figure: {png}")
     return "\n".join(lines)
+
+
+def _check_png(png: Path, default: bool) -> Path:
+    """Where the figure goes: a .png file whose folder exists."""
+    flag = "the dataset directory" if default else "--png"
+    if png.suffix.lower() != ".png":
+        raise PdefmError(f"--png {png} must end in .png; e.g. --png {png.with_suffix('.png')}")
+    if png.is_dir():
+        raise PdefmError(f"--png {png} is a directory; give a file name such as {png}/inspect.png")
+    if not png.parent.is_dir():
+        raise PdefmError(
+            f"{flag} {png.parent} does not exist; create it or choose another --png path"
+        )
+    return png
+
+
+@contextlib.contextmanager
+def _card_fields(root: Path) -> Iterator[None]:
+    """A card field that the reader needs but is missing or of the wrong type is a one-line
+    error naming the card (check_card covers the fields every reader uses; this the rest)."""
+    path = root / "card.json"
+    try:
+        yield
+    except KeyError as exc:
+        missing = exc.args[0] if exc.args else "?"
+        raise PdefmError(f"{path} lacks the field {missing!r}; regenerate the dataset") from None
+    except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise PdefmError(
+            f"{path} holds a malformed field ({exc}); regenerate the dataset"
+        ) from None
 
 
 def summary_lines(card: dict) -> list[str]:
@@ -86,7 +140,7 @@ def verify_hashes(root: Path, card: dict) -> str:
     """Re-hash every split block by block and compare with the card's content hashes."""
     block = card["spec"]["block_size"]
     for split in SPLITS:
-        with store.open_split(root / card["files"][split], card["counts"][split]) as h5:
+        with store.open_split(split_file(root, card, split), card["counts"][split]) as h5:
             digests = [
                 store.rows_digest(store.read_rows(h5, a, min(a + block, card["counts"][split])))
                 for a in range(0, card["counts"][split], block)
@@ -109,7 +163,7 @@ def plot_dataset(root: Path, card: dict, png: Path, n_examples: int) -> None:
     n_examples = max(1, min(n_examples, card["counts"]["train"]))
     name = card["parameter"]["name"]
     fig, axes = plt.subplots(2, n_examples + 1, figsize=(3 * (n_examples + 1), 6), squeeze=False)
-    with store.open_split(root / card["files"]["train"], card["counts"]["train"]) as h5:
+    with store.open_split(split_file(root, card, "train"), card["counts"]["train"]) as h5:
         index = np.linspace(0, card["counts"]["train"] - 1, n_examples).round().astype(int)
         fields = store.read_fields(h5, index)
         params = h5["parameter"][...]
@@ -126,8 +180,7 @@ def plot_dataset(root: Path, card: dict, png: Path, n_examples: int) -> None:
     axes[1, -1].text(0, 0.5, "\n".join(summary_lines(card)[:4]), fontsize=7, wrap=True)
     fig.suptitle(f"{root.name}: {card['family']}" + _declared_text(card))
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=80)
+    fig.savefig(png, dpi=80, format="png")
     plt.close(fig)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pdefm import __version__
+from pdefm.checks import check_count, check_disk, check_float, check_int
 from pdefm.data import card as cards
 from pdefm.data import store
 from pdefm.data.io import LOCK_NAME, atomic_replace, directory_lock, write_json_atomic
@@ -52,6 +54,8 @@ UNION_ORDER = (
 MASK_PREFIX = "has_"
 BLOCK = 64
 MIXER_VERSION = 1
+MAX_MEMBERS = 64
+MAX_SAMPLES = 100_000_000  # per split, as for generated datasets
 
 
 def mask_name(channel: str) -> str:
@@ -115,22 +119,44 @@ class MixtureSpec:
         )
 
     def validate(self) -> None:
-        if len(self.members) < 2:
+        """Types, signs and ranges of every field, before any member is read (PdefmError)."""
+        members = self.members
+        if not isinstance(members, (tuple, list)) or len(members) < 2:
             raise PdefmError("a mixture needs at least two member datasets; give DIR[:WEIGHT] ...")
-        for path, weight in self.members:
-            if not (weight > 0 and np.isfinite(weight)):
-                raise PdefmError(f"member {path} has weight {weight:g}; weights must be > 0")
+        if len(members) > MAX_MEMBERS:
+            raise PdefmError(f"a mixture takes at most {MAX_MEMBERS} members, got {len(members)}")
+        for member in members:
+            if not isinstance(member, (tuple, list)) or len(member) != 2:
+                raise PdefmError(f"a member must be (directory, weight), got {member!r:.80}")
+            path, weight = member
+            if not isinstance(path, (str, Path)) or not str(path):
+                raise PdefmError(f"a member directory must be a path, got {path!r:.80}")
+            check_float(weight, f"the weight of member {path}", positive=True, maximum=1e12)
         for split in SPLITS:
-            if self.count(split) <= 0:
-                raise PdefmError(f"--n-{split} must be a positive integer, got {self.count(split)}")
+            check_count(self.count(split), f"--n-{split}", maximum=MAX_SAMPLES)
+        check_int(self.seed, "--seed", minimum=0, maximum=2**63 - 1)
+        if not isinstance(self.masks, bool):
+            raise PdefmError(f"masks must be True or False, got {self.masks!r}")
+        resolved = [str(Path(p).resolve()) for p, _ in members]
+        twice = next(
+            (p for p, r in zip(members, resolved, strict=True) if resolved.count(r) > 1), None
+        )
+        if twice is not None:
+            raise PdefmError(
+                f"member {twice[0]} is listed twice; give each directory once (weights set shares)"
+            )
 
 
 # -- entry point ----------------------------------------------------------------------------------
 def mix_datasets(spec: MixtureSpec, out: str | Path, progress: bool = True) -> dict:
     """Write the mixture ``spec`` to ``out`` (or find it finished there); returns its card.
 
-    Splits are written to ``SPLIT.h5.partial`` and renamed when complete; the card is written
-    last, so an interrupted mix is simply redone by running it again."""
+    Every check (spec, members, output folder, disk) comes before ``out`` is created. Splits
+    are written to ``SPLIT.h5.partial`` and renamed when complete; the card is written last,
+    so an interrupted mix is simply redone by running it again; a failure while writing
+    removes what this call created."""
+    if not isinstance(spec, MixtureSpec):
+        raise PdefmError(f"spec must be a MixtureSpec, got {type(spec).__name__}")
     spec.validate()
     members = [_load_member(Path(p), w) for p, w in spec.members]
     _check_members(members)
@@ -140,7 +166,22 @@ def mix_datasets(spec: MixtureSpec, out: str | Path, progress: bool = True) -> d
         return existing
     channels = union_channels([m["card"]["channels"]["inputs"] for m in members], spec.masks)
     picks = {s: _picks(spec, members, s) for s in SPLITS}  # checks counts before writing
+    _check_disk(spec, members, out)
+    before = set(out.iterdir()) if out.is_dir() else set()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write(spec, out, members, channels, picks, progress)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for path in set(out.iterdir()) - before:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _write(spec: MixtureSpec, out: Path, members, channels, picks, progress: bool) -> dict:
     with directory_lock(out, f"{out} is being written by another process; wait for it"):
         total = sum(spec.count(s) for s in SPLITS)
         hashes = {}
@@ -151,6 +192,13 @@ def mix_datasets(spec: MixtureSpec, out: str | Path, progress: bool = True) -> d
         card = _build_card(spec, out, members, channels, picks, hashes)
         write_json_atomic(out / cards.CARD_NAME, card)
     return card
+
+
+def _check_disk(spec: MixtureSpec, members: list[dict], out: Path) -> None:
+    """Refuse a mixture the disk cannot hold (float32 fields plus vectors, every split)."""
+    n = members[0]["card"]["grid"]["resolution"]
+    samples = sum(spec.count(s) for s in SPLITS)
+    check_disk(out, samples * (8 * n * n + 256), "mix", "lower --n-train/--n-val/--n-test")
 
 
 def _load_member(path: Path, weight: float) -> dict:
@@ -224,7 +272,7 @@ def _write_split(out: Path, split: str, members, picks: np.ndarray, channels, ba
     final, partial = out / f"{split}.h5", out / f"{split}.h5.partial"
     coefficient_names = list(dict.fromkeys(_coefficient_names(members)))
     files = [
-        store.open_split(m["path"] / m["card"]["files"][split], m["card"]["counts"][split])
+        store.open_split(cards.split_file(m["path"], m["card"], split), m["card"]["counts"][split])
         for m in members
     ]
     digests = []
@@ -253,7 +301,7 @@ def _write_split(out: Path, split: str, members, picks: np.ndarray, channels, ba
 def _coefficient_names(members: list[dict]) -> list[str]:
     names = []
     for m in members:
-        path = m["path"] / m["card"]["files"]["train"]
+        path = cards.split_file(m["path"], m["card"], "train")
         with store.open_split(path) as h5:
             names += list(h5["coefficients"])
     return names
