@@ -219,8 +219,11 @@ examples:
 
 Several --lr values train one model each; the one with the lowest validation error is kept and
 its test error reported. Up to 64 examples train full-batch. Rerunning the same command after an
-interruption resumes it; rerunning a finished one prints its record. Every run writes
-OUT/ID/record.json; the selected model is OUT/ID/checkpoint (model.safetensors + card.json).
+interruption resumes it; rerunning a finished one prints its record; the same command started
+while it runs is refused (wait for the first, then rerun). Bad options, datasets and checkpoints
+are refused before anything is written. Every run writes OUT/ID/record.json; the selected model
+is OUT/ID/checkpoint (model.safetensors + card.json + config.json, loadable with
+pdefm.load_model).
 """
 
 
