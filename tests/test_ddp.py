@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 
 from pdefm.data.generate import generate_dataset
+from pdefm.data.io import LOCK_NAME
 from pdefm.data.spec import GenerationSpec
 from pdefm.pdes import GaussianLatticeSource
 from pdefm.train import loop
@@ -169,7 +170,8 @@ def test_only_rank_0_writes(single, double):
     assert {"record.json", "state.safetensors", "card.json"} <= written
     files = files_under(double)
     assert files == files_under(single)  # the same run directory, nothing extra
-    assert not [f for f in files if Path(f).name.startswith(".")], files  # no temporaries
+    hidden = [f for f in files if Path(f).name.startswith(".") and Path(f).name != LOCK_NAME]
+    assert not hidden, files  # no temporaries (the run folder's lock file stays)
     assert sum(Path(f).name == "record.json" for f in files) == 1
 
 
