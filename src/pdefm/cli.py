@@ -734,7 +734,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             raise PdefmError(
                 f"{root} was imported, not generated; recreate it with: {card['command']} --out DIR"
             )
-        spec = GenerationSpec.from_dict(card["spec"])
+        spec = GenerationSpec.from_dict(card["spec"], f"{root / 'card.json'} field spec")
     else:
         spec = _spec_from_args(args)
     out = args.out or _default_out(spec)

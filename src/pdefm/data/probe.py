@@ -7,6 +7,8 @@ stream disjoint from the dataset's, shared by every value still being probed. A 
 being probed at a level once ``STOP_AFTER`` sources were accepted there, or after
 ``MAX_DRAWS`` draws: a level with no accepted source in 32,768 draws has an acceptance rate
 below 1e-4 with 96% confidence (rates of 1e-4 show at least one acceptance in 96% of probes).
+Once a level shows that the family's redraw budget cannot carry a value, that value is not
+probed at the remaining levels (the worst level decides).
 
 Cheap by construction: sources are rendered and transformed once per chunk for all values;
 for each value the RMS of u follows from the spectrum (Parseval) and is a lower bound of
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pdefm.data.blocks import DEFAULT_REDRAW_BUDGET
 from pdefm.data.spec import GenerationSpec
 from pdefm.pdes import Grid, PDEFamily
 
@@ -31,7 +34,8 @@ PROBE_GRID = 64
 MAX_DRAWS = 32768  # per (value, level): detects acceptance rates down to 1e-4
 STOP_AFTER = 3  # accepted sources per (value, level) that end its probe
 FIRST_CHUNK, MAX_CHUNK = 64, 512
-FAILURE_ODDS = 1e-6  # a sample may exhaust its redraw budget with at most this probability
+REFUSE_ODDS = 1e-4  # a budget a sample exhausts with higher odds (optimistically) is refused
+SUGGEST_ODDS = 1e-6  # the budget suggested instead: exhausted with these odds at the measured rate
 
 
 @dataclass
@@ -54,9 +58,15 @@ class ValueProbe:
         return self.rate(self.worst_level) if self.levels else 1.0
 
     def sampleable(self, budget: int) -> bool:
-        """Whether every level's sample exhausts ``budget`` draws with odds below
-        FAILURE_ODDS, at the measured rates: (1 - p)^budget <= 1e-6, i.e. p * budget >= ~13.8."""
-        return self.min_rate * budget >= -math.log(FAILURE_ODDS)
+        """Whether ``budget`` draws per sample suffice: every level had an accepted source, and
+        even at the optimistic reading (accepted + 1) / drawn of the probe's counts a sample
+        would exhaust the budget with odds above REFUSE_ODDS, (1 - p)^budget > 1e-4. Optimistic,
+        because the probe stops after a few acceptances and its counts are noisy; generation
+        enforces the budget exactly anyway (and a sample that exhausts it is an error)."""
+        if any(accepted == 0 for accepted, _ in self.levels.values()):
+            return False
+        optimistic = min((a + 1) / d for a, d in self.levels.values())
+        return optimistic * budget >= -math.log(REFUSE_ODDS)
 
     def to_dict(self) -> dict:
         return {
@@ -68,9 +78,10 @@ class ValueProbe:
 
 
 def needed_budget(rate: float) -> int:
-    """The smallest redraw budget (rounded up to 1, 2 or 5 x 10^k) at which a value whose
-    worst level accepts ``rate`` of its sources counts as sampleable."""
-    need = -math.log(FAILURE_ODDS) / max(rate, 1e-12)
+    """A redraw budget (rounded up to 1, 2 or 5 x 10^k) that a value whose worst level accepts
+    ``rate`` of its sources exhausts with odds below SUGGEST_ODDS per sample; it also passes
+    ``sampleable`` for the same probe."""
+    need = -math.log(SUGGEST_ODDS) / max(rate, 1e-12)
     scale = 10 ** math.floor(math.log10(need))
     return int(next(m * scale for m in (1, 2, 5, 10) if m * scale >= need))
 
@@ -89,6 +100,7 @@ def probe_acceptance(spec: GenerationSpec) -> dict[float, ValueProbe]:
     support = getattr(pde, "support", None)  # excluded values are not probed
     if support is None or getattr(pde, "max_abs_u", None) is None:
         return {}
+    budget = getattr(pde, "redraw_budget", DEFAULT_REDRAW_BUDGET)
     screen = _Screen(spec, pde, Grid(probe_resolution(spec)))
     probes = {float(v): ValueProbe() for v in support(spec.low, spec.high)}
     factors = {v: screen.inverse_symbol_sq(v) for v in probes}
@@ -109,7 +121,9 @@ def probe_acceptance(spec: GenerationSpec) -> dict[float, ValueProbe]:
                 counts[1] += size
             drawn, chunk = drawn + size, min(2 * chunk, MAX_CHUNK)
             todo = [v for v in todo if probes[v].levels[level][0] < STOP_AFTER]
-        dead.update(v for v in todo if probes[v].levels[level][0] == 0)
+        # A value the budget cannot carry at this level is unsampleable whatever the other
+        # levels show (the worst level decides), so it is not probed further.
+        dead.update(v for v in probes if v not in dead and not probes[v].sampleable(budget))
     return probes
 
 
