@@ -22,7 +22,7 @@ families and their physics parameter (the axis of distribution shift):
                        their source so the law of w is kept             (default range 1 10)
 
 helmholtz values of w next to a resonance accept few sources: w = 2 accepts about 1 source
-in 4,000 at the densest sparsity level. Each sample may draw --redraw-budget sources (default
+in 6,000 at the densest sparsity level. Each sample may draw --redraw-budget sources (default
 2000); a w whose measured acceptance is too low for that budget is refused before anything is
 written, with the rate and the budget that would suffice. Drop such values with
 --drop-unsampleable, or keep them with a larger --redraw-budget (slower: every draw is a solve).
