@@ -69,6 +69,18 @@ def test_generate_refuses_bad_options(refused, tmp_path, args, needles):
 def test_generate_refuses_an_output_that_is_a_file(refused, tmp_path):
     (tmp_path / "f").write_text("mine")
     refused(["generate", "poisson", *SMALL, "--out", tmp_path / "f"], "--out", "is a file")
+    refused(
+        ["generate", "poisson", *SMALL, "--out", tmp_path / "f" / "sub" / "o"],
+        "--out",
+        "is a file, not a folder",
+    )
+
+
+def test_every_command_refuses_an_output_under_a_file(refused, tmp_path, npz, members):
+    (tmp_path / "f").write_text("mine")
+    out = ["--out", tmp_path / "f" / "o", "--quiet"]
+    refused(["import", npz, *out], "--out", "not a folder")
+    refused(["mix", *members, *out], "--out", "not a folder", watch=[tmp_path, *members])
 
 
 @pytest.fixture

@@ -105,6 +105,21 @@ def contained_path(root: Path, relative: object, what: str) -> Path:
     return path
 
 
+def check_creatable(path: Path, flag: str) -> None:
+    """Refuse an output ``path`` that cannot be created: its nearest existing ancestor must be
+    a folder this process may write to (checked up front, so nothing is half-made)."""
+    path = Path(path)
+    if path.exists():
+        return
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise PdefmError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PdefmError(f"{flag} {path}: {parent} is not writable; choose another {flag}")
+
+
 # -- resources ------------------------------------------------------------------------------------
 def available_memory() -> int | None:
     """Bytes of memory available to new allocations (Linux MemAvailable), else total memory

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pdefm import __version__
+from pdefm.checks import check_creatable
 from pdefm.data import card as cards
 from pdefm.data import store
 from pdefm.data.blocks import DEFAULT_REDRAW_BUDGET, Block, UnsampleableError, generate_block
@@ -123,6 +124,7 @@ def _generate_locked(spec, out: Path, probes: dict, warnings: list, progress, on
 
 # -- output directory and resume state ------------------------------------------------------
 def _check_output_dir(out: Path) -> None:
+    check_creatable(out, "--out")
     if out.exists() and not out.is_dir():
         raise PdefmError(f"--out {out} is a file; give a new or empty directory")
     if out.is_dir() and not is_empty_dir(out):
@@ -305,8 +307,8 @@ def _resolve_unsampleable(
     spec.validate()
     name = spec.pde().parameter.name
     text = (
-        f"{name} = {_values(short)} dropped from the declared law: within the redraw budget of "
-        f"{budget:,} sources per sample, {_rates(probes, short, name)} (recorded in the card)"
+        f"{name} = {_values(short)} dropped from the declared law: {_rates(probes, short, name)}, "
+        f"too few for the redraw budget of {budget:,} sources per sample (recorded in the card)"
     )
     print(f"warning: {text}", file=sys.stderr)
     return spec, probes, [text]

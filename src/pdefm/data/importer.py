@@ -37,7 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pdefm import __version__
-from pdefm.checks import check_disk, check_float, check_int
+from pdefm.checks import check_creatable, check_disk, check_float, check_int
 from pdefm.data import card as cards
 from pdefm.data import store
 from pdefm.data.io import fsync_dir, is_empty_dir, write_json_atomic
@@ -513,6 +513,7 @@ def _check_disk(layout: ImportLayout, out: Path) -> None:
 
 
 def _check_out(out: Path) -> None:
+    check_creatable(out, "--out")
     if out.exists() and not out.is_dir():
         raise PdefmError(f"--out {out} is a file; choose another directory")
     if out.is_dir() and not is_empty_dir(out):

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pdefm import __version__
-from pdefm.checks import check_count, check_disk, check_float, check_int
+from pdefm.checks import check_count, check_creatable, check_disk, check_float, check_int
 from pdefm.data import card as cards
 from pdefm.data import store
 from pdefm.data.io import LOCK_NAME, atomic_replace, directory_lock, write_json_atomic
@@ -222,6 +222,7 @@ def _check_members(members: list[dict]) -> None:
 
 
 def _finished(out: Path, spec: MixtureSpec) -> dict | None:
+    check_creatable(out, "--out")
     if out.exists() and not out.is_dir():
         raise PdefmError(f"--out {out} is a file; give a new or empty directory")
     if (out / cards.CARD_NAME).is_file():

@@ -226,7 +226,9 @@ class GenerationSpec:
         each about ``WORKING_ARRAYS`` float64 n x n arrays per sample (source, its spectrum,
         symbol, solution spectrum, solution and temporaries), with redraw rounds of up to 256
         candidates."""
-        rows = max(min(self.block_size, max(self.count(s) for s in SPLITS)), _REDRAW_ROWS)
+        rows = min(self.block_size, max(self.count(s) for s in SPLITS))
+        if hasattr(self.pde(), "max_abs_u"):  # a family that redraws sources
+            rows = max(rows, _REDRAW_ROWS)
         return 2 * rows * WORKING_ARRAYS * 8 * self.resolution**2
 
     def check_resources(self, out) -> None:
