@@ -367,7 +367,7 @@ def _exhausted_message(spec: GenerationSpec, exc: UnsampleableError, probes: dic
         f"{spec.family} {name} = {_values(exc.values)}: a sample drew its whole redraw budget of "
         f"{exc.budget:,} sources without an accepted one"
         + (f" (the probe measured: {_rates(probes, measured, name)})" if measured else "")
-        + f"; rerun with --redraw-budget {2 * exc.budget:d} or --drop-unsampleable "
+        + f"; rerun with --redraw-budget {2 * exc.budget:d} or leave it out of --range "
         "(nothing was kept)"
     )
 

@@ -32,8 +32,11 @@ def inspect_dataset(
     temporary file renamed into place, so a refusal or a failure leaves no PNG behind."""
     check_int(n_examples, "--examples", minimum=1, maximum=MAX_EXAMPLES)
     root = Path(root)
-    png = _check_png(Path(png) if png is not None else root / "inspect.png", png is None)
-    card = load_card(root)
+    if png is not None:
+        png = _check_png(Path(png))
+    card = load_card(root)  # before the default figure path: it lives in the dataset folder
+    if png is None:
+        png = _check_png(root / "inspect.png")
     with _card_fields(root):
         lines = summary_lines(card)
         if verify:
@@ -54,16 +57,15 @@ def inspect_dataset(
     return "\n".join(lines)
 
 
-def _check_png(png: Path, default: bool) -> Path:
+def _check_png(png: Path) -> Path:
     """Where the figure goes: a .png file whose folder exists."""
-    flag = "the dataset directory" if default else "--png"
     if png.suffix.lower() != ".png":
         raise PdefmError(f"--png {png} must end in .png; e.g. --png {png.with_suffix('.png')}")
     if png.is_dir():
         raise PdefmError(f"--png {png} is a directory; give a file name such as {png}/inspect.png")
     if not png.parent.is_dir():
         raise PdefmError(
-            f"{flag} {png.parent} does not exist; create it or choose another --png path"
+            f"--png {png}: the folder {png.parent} does not exist; create it or choose another"
         )
     return png
 
