@@ -117,3 +117,17 @@ def test_killed_training_resumes_to_the_same_metrics(tmp_path):
     assert resumed["test"]["rel_l2"] == pytest.approx(clean["test"]["rel_l2"], rel=1e-5)
     assert [h["epoch"] for h in resumed["history"]] == [h["epoch"] for h in clean["history"]]
     assert resumed["history"][-1]["epoch"] == 40
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["generate", "poisson", "--n-train", "abc"], "--n-train"),
+        (["bogus"], "invalid choice"),
+        (["study", "run"], "file"),
+        (["train", "--lr"], "--lr"),
+        (["train", "x", "--epochs", "3", "--steps", "4"], "not allowed with"),
+    ],
+)
+def test_usage_errors_are_one_line(refused, argv, needle):
+    refused(argv, needle, "--help")

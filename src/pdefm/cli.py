@@ -41,8 +41,15 @@ An interrupted run resumes where it stopped when the same command is run again.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with pdefm's error contract: one line, ``error: ...``, exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pdefm",
         description="Pre-train neural operators on PDE families, adapt them with few examples, "
         "and measure how that transfer scales.",
@@ -735,6 +742,7 @@ def _run_generate(args: argparse.Namespace) -> int:
                 f"{root} was imported, not generated; recreate it with: {card['command']} --out DIR"
             )
         spec = GenerationSpec.from_dict(card["spec"], f"{root / 'card.json'} field spec")
+        _warn_if_not_bit_identical(card, root)
     else:
         spec = _spec_from_args(args)
     out = args.out or _default_out(spec)
@@ -749,6 +757,19 @@ def _run_generate(args: argparse.Namespace) -> int:
     )
     print(f"inspect it with: pdefm inspect {out}")
     return 0
+
+
+def _warn_if_not_bit_identical(card: dict, root) -> None:
+    """Helmholtz cards written before the redraw budget existed (no ``redraw_budget`` in
+    their family config) drew replacement sources in another order: the law of w is the same,
+    but samples that needed redraws come out different."""
+    config = card.get("family_config")
+    if card.get("family") == "helmholtz" and "redraw_budget" not in (config or {}):
+        print(
+            f"warning: {root} predates the Helmholtz redraw budget; samples that needed "
+            "redrawing will differ from the original (same law of w, not the same bytes)",
+            file=sys.stderr,
+        )
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
@@ -791,7 +812,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prepare_environment()  # before anything imports torch: idle threads sleep, never spin
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error (_Parser.error)
+        return int(exc.code or 0)
     try:
         _set_threads(args)
         return args.run(args)
