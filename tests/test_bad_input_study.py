@@ -257,6 +257,8 @@ def test_base_study_is_valid(tmp_path):
     assert {r.kind for r in study.runs} == {"data", "pretrain", "downstream"}
     mixed = load_study(write(tmp_path, BASE.replace("pretrain:", MIX + "pretrain:"), "m.yaml"))
     assert "mix" in mixed.datasets
+    numeric = BASE.replace("down:", "2024:").replace("tasks: [down]", "tasks: [2024]")
+    assert "2024" in load_study(write(tmp_path, numeric, "n.yaml")).datasets
 
 
 FILE_CASES = [

@@ -598,7 +598,16 @@ def _lrs(check, item: Located | None, where: str) -> list[float]:
     return out
 
 
+def _ref(item: Located) -> Located:
+    """A reference as text: mapping keys are read as text, so `tasks: [2024]` names the
+    dataset `2024:`."""
+    if isinstance(item.value, int) and not isinstance(item.value, bool):
+        return Located(str(item.value), item.line)
+    return item
+
+
 def _dataset_ref(check, item: Located, datasets: dict, where: str) -> str:
+    item = _ref(item)
     if not isinstance(item.value, str) or item.value not in datasets:
         check.fail(
             item,
@@ -609,6 +618,7 @@ def _dataset_ref(check, item: Located, datasets: dict, where: str) -> str:
 
 
 def _init_ref(check, item: Located, stages: dict, where: str) -> str:
+    item = _ref(item)
     if not isinstance(item.value, str) or (item.value != "scratch" and item.value not in stages):
         check.fail(
             item,
