@@ -90,6 +90,7 @@ SPEC_CASES = [
     ("resolution-huge", "resolution: 32", "resolution: 1000000", ["study.yaml:2:", "<= 4096"]),
     ("sigma-zero", "sigma: 0.0625", "sigma: 0", ["study.yaml:3:", "sigma"]),
     ("sigma-negative", "sigma: 0.0625", "sigma: -1", ["study.yaml:3:", "sigma"]),
+    ("sigma-wide", "sigma: 0.0625", "sigma: 0.75", ["study.yaml:3:", "sigma", "<= 0.5"]),
     ("range-inverted", "range: [5, 10]", "range: [10, 5]", ["study.yaml:6:", "inverted"]),
     ("range-inf", "range: [5, 10]", "range: [5, .inf]", ["study.yaml:6:", "finite"]),
     ("range-short", "range: [5, 10]", "range: [5]", ["study.yaml:6:", "[LOW, HIGH]"]),

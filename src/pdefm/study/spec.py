@@ -83,6 +83,7 @@ TRAIN_MODES = tuple(m for m in MODES if m != "zero-shot")
 # zeros) before it becomes a dataset that cannot fit or a run that cannot finish.
 MAX_RESOLUTION = 4096
 MIN_SIGMA = 2 / MAX_RESOLUTION  # finer sources need more than MAX_RESOLUTION grid points
+MAX_SIGMA = 0.5  # half the unit square: wider sources are no longer localised
 MAX_SAMPLES = 100_000_000  # per split of one dataset
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_EPOCHS = 1_000_000
@@ -234,7 +235,7 @@ def _seed(check: Checker, item: Located, where: str) -> int:
 
 
 def _sigma(check: Checker, item: Located, where: str) -> float:
-    return check.number(item, where, minimum=MIN_SIGMA, maximum=1.0)
+    return check.number(item, where, minimum=MIN_SIGMA, maximum=MAX_SIGMA)
 
 
 _SCALAR_CHECKS = {"resolution": _resolution, "seed": _seed, "sigma": _sigma}
