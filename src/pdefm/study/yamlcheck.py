@@ -191,11 +191,6 @@ class Checker:
         """A plain name (``checks.check_name``): it names a folder inside the study."""
         return self.wrap(item, checks.check_name, what)
 
-    def text(self, item: Located, where: str) -> str:
-        if not isinstance(item.value, str) or not item.value:
-            self.fail(item, f"{where} must be a name, got {item.value!r}")
-        return item.value
-
 
 def _unknown_key(key: str, where: str, allowed: set[str]) -> str:
     close = difflib.get_close_matches(key, sorted(allowed), n=1)
