@@ -126,7 +126,7 @@ def test_train_on_no_dataset_is_refused(refused, ctx, tmp_path, kind):
         data.write_text("x")
     elif kind == "empty folder":
         data.mkdir()
-    refused(["train", data, *FAST, "--out", ctx.runs], "not a pdefm dataset", str(data))
+    refused(["train", data, *FAST, "--out", ctx.runs], str(data), "card.json")
 
 
 def test_training_memory_that_cannot_fit_is_refused(refused, ctx, monkeypatch):
@@ -328,9 +328,7 @@ def test_evaluate_bad_device_and_dataset(refused, ctx, tmp_path):
         ["evaluate", ctx.checkpoint, ctx.poisson, "--device", "tpu", "--out", ctx.runs], "--device"
     )
     (tmp_path / "data").write_text("x")
-    refused(
-        ["evaluate", ctx.checkpoint, tmp_path / "data", "--out", ctx.runs], "not a pdefm dataset"
-    )
+    refused(["evaluate", ctx.checkpoint, tmp_path / "data", "--out", ctx.runs], "card.json")
 
 
 # -- runs in progress ------------------------------------------------------------------------------
