@@ -16,6 +16,7 @@ continues where it stopped and no run is recorded twice. A directory lock keeps 
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import sys
 import time
@@ -249,8 +250,14 @@ def _run_phase(
             bar.update(1)
         return
     threads = choose_threads(workers=workers)  # each worker its share of the free cores
+    # Spawned, not forked: a fork of a process whose OpenMP pool has run (an earlier phase
+    # trained here) can deadlock in libgomp; spawned workers start clean and inherit the
+    # environment (the passive wait policy) before they import torch.
     with ProcessPoolExecutor(
-        max_workers=workers, initializer=_worker_init, initargs=(threads,)
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(threads,),
     ) as pool:
         futures = {pool.submit(execute, study.path, r.id, root): r for r in runs}
         for future in futures:
