@@ -39,7 +39,7 @@ SMALL = ["--n-train", "16", "--n-val", "4", "--n-test", "4", "--resolution", "64
         (["poisson", "--resolution", "0"], ["--resolution", ">= 4"]),
         (["poisson", "--resolution", "-64"], ["--resolution", ">= 4"]),
         (["poisson", "--resolution", "65"], ["--resolution", "even", "66"]),
-        (["poisson", "--n-train", "1000000000000"], ["--n-train", "<= 1e+08"]),
+        (["poisson", "--n-train", "1000000000000"], ["--n-train", "<= 100000000"]),
         (["poisson", "--n-val", "0"], ["--n-val", "positive integer"]),
         (["poisson", "--n-test", "-1"], ["--n-test", "positive integer"]),
         (["poisson", "--seed", "-1"], ["--seed", ">= 0"]),

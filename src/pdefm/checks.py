@@ -60,9 +60,16 @@ def check_float(
 
 def _check_bounds(value: float, name: str, minimum: float | None, maximum: float | None) -> None:
     if minimum is not None and value < minimum:
-        raise PdefmError(f"{name} must be >= {minimum:g}, got {value:g}")
+        raise PdefmError(f"{name} must be >= {_show(minimum)}, got {_show(value)}")
     if maximum is not None and value > maximum:
-        raise PdefmError(f"{name} must be <= {maximum:g}, got {value:g}")
+        raise PdefmError(f"{name} must be <= {_show(maximum)}, got {_show(value)}")
+
+
+def _show(x: float) -> str:
+    """Whole numbers in full (100000000, not 1e+08), other numbers short (0.001)."""
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
+        return str(int(x))
+    return f"{x:g}"
 
 
 def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
