@@ -158,7 +158,14 @@ def _execute_run(study_file: str, run_id: str, root: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    lock_dir = Path(root) / ".locks" / run_id
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with directory_lock(lock_dir, f"run {run_id} is busy", wait=True):
+    with _run_lock(Path(root) / ".locks" / run_id):
         return execute(Path(study_file), run_id, Path(root))
+
+
+@contextmanager
+def _run_lock(path: Path) -> Iterator[None]:
+    """Wait for, then hold, an exclusive lock on the run lock folder ``path`` (released when
+    its holder dies, however it dies)."""
+    path.mkdir(parents=True, exist_ok=True)
+    with directory_lock(path, f"run {path.name} is busy", wait=True):
+        yield
