@@ -19,6 +19,8 @@ from pdefm.errors import PdefmError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 MAX_NAME = 128
+# Windows cannot create these files in any folder, with or without an extension.
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 
 
 def check_int(
@@ -85,6 +87,10 @@ def check_name(value: object, what: str) -> str:
     never leave the folder it is joined to."""
     if not isinstance(value, str):
         raise PdefmError(f"{what} must be a text name, got {value!r}")
+    if _WINDOWS_RESERVED.match(value):
+        raise PdefmError(
+            f"{what} {value!r} is a reserved device name on Windows; choose another name"
+        )
     if len(value) > MAX_NAME or not _NAME.match(value) or value in (".", ".."):
         raise PdefmError(
             f"{what} {value!r} is not a plain name; use letters, digits and . _ + = - "

@@ -193,8 +193,8 @@ def map_channels(model_channels: list[str], data_channels: list[str], where: str
     if unseen:
         raise PdefmError(
             f"{where} has never seen the dataset's channel(s) {_few(unseen)} (model inputs: "
-            f"{', '.join(model_channels)}); fine-tune with --new-channels init to give them "
-            "freshly initialised lift columns, or use a checkpoint trained on them"
+            f"{', '.join(model_channels)}); to learn them, fine-tune with `pdefm train "
+            "--new-channels init` (fresh lift columns); otherwise use a checkpoint trained on them"
         )
     if model_channels[0] not in data_channels:
         raise PdefmError(
