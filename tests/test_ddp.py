@@ -196,6 +196,23 @@ def test_a_killed_distributed_run_resumes_to_the_same_result(data, double, tmp_p
     assert_same_metrics(only_record(double), only_record(out), rel=1e-6)
 
 
+def test_every_rank_leaves_at_once_when_the_run_is_busy(data, single, tmp_path):
+    """Rank 0 is refused the run lock (another process holds it): no rank may wait for the
+    process group's timeout."""
+    from pdefm.data.io import directory_lock
+
+    out = tmp_path / "runs"
+    run_dir = out / only_record(single)["id"]
+    run_dir.mkdir(parents=True)
+    cmd = torchrun("-m", "pdefm.cli", "train", str(data), "--out", str(out), *ARGS)
+    with directory_lock(run_dir, "held by this test"):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode != 0
+    assert "is being trained by another process" in done.stderr, done.stderr[-2000:]
+    assert "rank 0 could not take run" in done.stderr, done.stderr[-2000:]
+    assert files_under(out) == {f"{run_dir.name}/{LOCK_NAME}"}  # nothing written
+
+
 def wait_for(find, proc: subprocess.Popen, timeout: float = TIMEOUT):
     """Poll ``find()`` until it returns something; fail if ``proc`` ends first."""
     end = time.monotonic() + timeout

@@ -124,8 +124,26 @@ def _run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
     on the same run is refused in one line rather than made to wait: a rerun afterwards
     returns the finished record at once. Temp files a killed writer left are removed."""
     if not distributed.is_main():
+        if not _all_ranks_agree(True):  # rank 0 was refused: leave now, not at a timeout
+            raise PdefmError(
+                f"rank 0 could not take run {run_id} (in {run_dir}); see its error above"
+            )
         yield
         return
+    try:
+        stack = _lock_run_dir(run_dir, run_id)
+    except PdefmError:
+        _all_ranks_agree(False)
+        raise
+    _all_ranks_agree(True)
+    with stack:
+        _remove_stale_temps(run_dir)
+        yield
+
+
+def _lock_run_dir(run_dir: Path, run_id: str) -> contextlib.ExitStack:
+    """Create ``run_dir`` and take its lock (held by the returned stack); a refusal removes
+    the folder again if this call created it."""
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -145,9 +163,16 @@ def _run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
         if created and is_empty_dir(run_dir):  # refused: leave nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    with stack:
-        _remove_stale_temps(run_dir)
-        yield
+    return stack
+
+
+def _all_ranks_agree(ok: bool) -> bool:
+    """Whether every rank says ``ok`` (a collective under torchrun; ``ok`` alone otherwise).
+    Rank 0 takes the run lock alone; this tells the other ranks whether it got it."""
+    if not distributed.active():
+        return ok
+    flag = torch.tensor([1.0 if ok else 0.0])
+    return int(distributed.all_reduce_sum(flag).item()) == distributed.world_size()
 
 
 def _remove_stale_temps(run_dir: Path) -> None:
