@@ -473,3 +473,17 @@ def test_exhausted_budget_during_generation_leaves_nothing(tmp_path, monkeypatch
     with pytest.raises(PdefmError, match="nothing was kept"):
         generate_dataset(spec, tmp_path / "empty", progress=False)
     assert [p.name for p in (tmp_path / "empty").iterdir()] in ([], [".pdefm.lock"])
+
+
+def test_npz_member_larger_than_memory_is_refused_from_its_header(refused, tmp_path):
+    """NPZ members load whole: one whose header promises more than the free memory is refused
+    before a byte of it is read (the file here holds only the header)."""
+    import zipfile
+
+    npz = tmp_path / "huge.npz"
+    header = {"descr": "<f4", "fortran_order": False, "shape": (10**7, 1024, 1024)}
+    with zipfile.ZipFile(npz, "w") as zf:
+        for name in ("source", "solution"):
+            with zf.open(f"{name}.npy", "w") as fh:
+                np.lib.format.write_array_header_1_0(fh, header)
+    refused(["import", npz, "--out", tmp_path / "o"], "source", "of memory", "HDF5")

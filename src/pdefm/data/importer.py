@@ -37,7 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pdefm import __version__
-from pdefm.checks import check_creatable, check_disk, check_float, check_int
+from pdefm.checks import check_creatable, check_disk, check_float, check_int, check_memory
 from pdefm.data import card as cards
 from pdefm.data import store
 from pdefm.data.io import fsync_dir, is_empty_dir, write_json_atomic
@@ -97,8 +97,28 @@ class _NpzArrays:
         self.names = tuple(self._npz.files)
         self._cache: dict[str, np.ndarray] = {}
 
+    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) of member ``name`` from its .npy header, without loading it."""
+        try:
+            fmt = np.lib.format
+            with self._npz.zip.open(f"{name}.npy") as fh:
+                version = fmt.read_magic(fh)
+                read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, _, dtype = read(fh)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise PdefmError(
+                f"{name} in {self.path} cannot be read ({exc}); the file is damaged, save it again"
+            ) from None
+        return tuple(int(d) for d in shape), np.dtype(dtype)
+
     def whole(self, name: str) -> np.ndarray:
         if name not in self._cache:
+            shape, dtype = self.header(name)
+            check_memory(
+                float(np.prod(shape, dtype=float)) * dtype.itemsize,
+                f"reading {name} {shape} from {self.path} (NPZ members load whole)",
+                "save the data as HDF5 (read block by block) or import it in parts",
+            )
             try:
                 self._cache[name] = self._npz[name]
             except ValueError as exc:
@@ -116,10 +136,10 @@ class _NpzArrays:
         return self._cache[name]
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return self.whole(name).shape
+        return self.header(name)[0]
 
     def dtype(self, name: str) -> np.dtype:
-        return self.whole(name).dtype
+        return self.header(name)[1]
 
     def rows(self, name: str, index: np.ndarray) -> np.ndarray:
         return self.whole(name)[index]
