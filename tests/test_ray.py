@@ -34,7 +34,7 @@ from pdefm.study.spec import load_study  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
-# The pre-training stage is long enough (600 steps) to kill its worker and interrupt the
+# The pre-training stage is long enough (200 steps) to kill its worker and interrupt the
 # driver while it trains; everything else is tiny.
 STUDY = """\
 name: tiny
@@ -44,7 +44,7 @@ datasets:
   pre:  {family: poisson, range: [1, 5], n_train: 64, n_val: 16, n_test: 16}
   down: {family: poisson, range: [5, 10], n_train: 32, n_val: 16, n_test: 16, seed: 1}
 pretrain:
-  p: {data: pre, model: fno-micro, epochs: 600, lrs: [3e-3]}
+  p: {data: pre, model: fno-micro, epochs: 200, lrs: [3e-3]}
 downstream:
   tasks: [down]
   sizes: [4, 8]
@@ -147,7 +147,15 @@ def test_ray_study_survives_a_killed_worker_and_an_interrupt(tmp_path, cluster):
     state = root / "runs" / stage.id / "lr-0.003" / "state.safetensors"
     cmd = [sys.executable, "-m", "pdefm.cli", "study", "run", str(spec), "--out", str(root)]
     cmd += ["--quiet", "--executor", "ray", "--address", address]
-    driver = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = subprocess.Popen(
+        cmd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python
+        # keeps an ignored SIGINT: restore the default so the Ctrl-C below reaches the driver.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         # 1. Kill the worker training the stage once it has saved a state file.
         wait_for(state.is_file, "the pre-training stage's first state file", driver=driver)
@@ -180,7 +188,7 @@ def test_ray_study_survives_a_killed_worker_and_an_interrupt(tmp_path, cluster):
     assert len(records) == sum(r.kind != "data" for r in study.runs) == 6
     history = json.loads((root / "runs" / stage.id / "record.json").read_text())["history"]
     epochs = [h["epoch"] for h in history]
-    assert epochs == sorted(set(epochs)) and epochs[-1] == 600  # each epoch recorded once
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 200  # each epoch recorded once
 
     # 5. The same numbers as the local executor, killed and interrupted or not.
     threads = torch.get_num_threads()
