@@ -487,3 +487,32 @@ def test_npz_member_larger_than_memory_is_refused_from_its_header(refused, tmp_p
             with zf.open(f"{name}.npy", "w") as fh:
                 np.lib.format.write_array_header_1_0(fh, header)
     refused(["import", npz, "--out", tmp_path / "o"], "source", "of memory", "HDF5")
+
+
+def test_a_resumed_generation_needs_only_the_disk_it_has_left(tmp_path, monkeypatch):
+    """Free space for the rest of a dataset is enough to resume it; less is refused."""
+    import collections
+
+    import pdefm.checks
+
+    spec, out = small_spec("poisson"), tmp_path / "ds"
+
+    def stop(split, block):
+        if split == "train" and block == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(spec, out, progress=False, on_block=stop)
+    written = sum(f.stat().st_size for f in out.glob("*.h5*"))
+    assert 0 < written < spec.disk_bytes()
+    usage = collections.namedtuple("usage", "total used free")
+
+    def free(bytes_free):
+        monkeypatch.setattr(pdefm.checks.shutil, "disk_usage", lambda p: usage(0, 0, bytes_free))
+
+    free(spec.disk_bytes() - written - 1)
+    with pytest.raises(PdefmError, match="of disk"):
+        generate_dataset(spec, out, progress=False)
+    free(spec.disk_bytes() - written + 1)
+    card = generate_dataset(spec, out, progress=False)
+    assert card["counts"]["train"] == spec.n_train

@@ -66,7 +66,8 @@ def generate_dataset(
     out = Path(out)
     _check_output_dir(out)
     if not (out / cards.CARD_NAME).is_file():
-        spec.check_resources(out)
+        written = sum(f.stat().st_size for f in out.glob("*.h5*")) if out.is_dir() else 0
+        spec.check_resources(out, written)
     spec, probes, warnings = _resolve_unsampleable(spec, drop_unsampleable)
     resuming = (out / cards.PROGRESS_NAME).is_file()
     before = set(out.iterdir()) if out.is_dir() else set()

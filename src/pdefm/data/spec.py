@@ -231,11 +231,12 @@ class GenerationSpec:
             rows = max(rows, _REDRAW_ROWS)
         return 2 * rows * WORKING_ARRAYS * 8 * self.resolution**2
 
-    def check_resources(self, out) -> None:
-        """Refuse, before anything is written, a dataset the machine cannot hold."""
+    def check_resources(self, out, written: int = 0) -> None:
+        """Refuse, before anything is written, a dataset the machine cannot hold; ``written``
+        bytes of it are already on disk (a resumed run needs only the rest)."""
         fix = "lower --n-train/--n-val/--n-test or --resolution"
         check_memory(self.memory_bytes(), "generate", "lower --resolution")
-        check_disk(out, self.disk_bytes(), "generate", fix)
+        check_disk(out, max(0, self.disk_bytes() - written), "generate", fix)
 
 
 def _validate_source(source: GaussianLatticeSource) -> None:
