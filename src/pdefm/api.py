@@ -25,6 +25,7 @@ import torch
 
 from pdefm.checks import check_int, contained_path
 from pdefm.data.io import write_json_atomic
+from pdefm.data.mixture import MASK_PREFIX  # presence masks: derived, never given by users
 from pdefm.errors import PdefmError
 from pdefm.train.checkpoint import CARD, CONFIG, WEIGHTS, load_checkpoint, write_weights
 from pdefm.train.checkpoint_card import config_of, last_family
@@ -32,7 +33,6 @@ from pdefm.train.config import RunConfig
 from pdefm.train.normalise import Normaliser
 
 PREDICT_BATCH = 64
-MASK_PREFIX = "has_"  # presence masks (pdefm.data.mixture): derived, never given by the user
 
 
 class Model:

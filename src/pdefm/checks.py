@@ -118,15 +118,21 @@ def contained_path(root: Path, relative: object, what: str) -> Path:
     return path
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing ancestor (absolute)."""
+    probe = Path(path).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
 def check_creatable(path: Path, flag: str) -> None:
     """Refuse an output ``path`` that cannot be created: its nearest existing ancestor must be
     a folder this process may write to (checked up front, so nothing is half-made)."""
     path = Path(path)
     if path.exists():
         return
-    parent = path.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(path.absolute().parent)
     if not parent.is_dir():
         raise PdefmError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag}")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -171,9 +177,7 @@ def check_memory(needed: float, what: str, fix: str) -> None:
 
 def check_disk(folder: Path, needed: float, what: str, fix: str) -> None:
     """Refuse ``what`` if ``folder`` (or its nearest existing parent) has less free space."""
-    probe = Path(folder).absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(folder)
     try:
         free = shutil.disk_usage(probe).free
     except OSError:
@@ -208,10 +212,8 @@ def check_output_dir(path: str | Path, what: str) -> Path:
     """``path`` as a folder to write into: an existing folder, or one that can be created
     (no file stands at it or at any of its parents)."""
     path = Path(path)
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(path)
     if probe.exists() and not probe.is_dir():
-        at = "" if probe == path else f" (its parent {probe} is a file)"
+        at = "" if probe == path.absolute() else f" (its parent {probe} is a file)"
         raise PdefmError(f"{what} {path} is not a folder{at}; give a folder path")
     return path

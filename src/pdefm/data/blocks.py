@@ -41,6 +41,11 @@ class Block:
     attempts: torch.Tensor  # (B,) int64: sources drawn until accepted (1 = first)
 
 
+def redraw_budget(pde) -> int:
+    """Source draws each sample of ``pde`` may make (families without one: the default)."""
+    return getattr(pde, "redraw_budget", DEFAULT_REDRAW_BUDGET)
+
+
 def _solve_batch(
     spec: GenerationSpec,
     pde: PDEFamily,
@@ -93,7 +98,7 @@ def _redraw(spec, pde, grid, gen, state: tuple, rejected: torch.Tensor) -> None:
     (``redraw_budget``, default DEFAULT_REDRAW_BUDGET) without success is an
     UnsampleableError. The rounds depend on the random stream alone, never on the budget."""
     parameter, sparsity, f, coeffs, u, attempts = state
-    budget = getattr(pde, "redraw_budget", DEFAULT_REDRAW_BUDGET)
+    budget = redraw_budget(pde)
     for round_ in itertools.count():
         idx = rejected.nonzero().squeeze(1)
         if not len(idx) or int(attempts[idx].min()) >= budget:

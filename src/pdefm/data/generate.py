@@ -27,7 +27,7 @@ from pdefm import __version__
 from pdefm.checks import check_creatable
 from pdefm.data import card as cards
 from pdefm.data import store
-from pdefm.data.blocks import DEFAULT_REDRAW_BUDGET, Block, UnsampleableError, generate_block
+from pdefm.data.blocks import Block, UnsampleableError, generate_block, redraw_budget
 from pdefm.data.io import atomic_replace, directory_lock, is_empty_dir, write_json_atomic
 from pdefm.data.probe import (
     MAX_DRAWS,
@@ -71,7 +71,7 @@ def generate_dataset(
     spec, probes, warnings = _resolve_unsampleable(spec, drop_unsampleable)
     resuming = (out / cards.PROGRESS_NAME).is_file()
     before = set(out.iterdir()) if out.is_dir() else set()
-    created = _make_dir(out)
+    created = _topmost_missing(out)  # what this call creates, removed again on a late refusal
     try:
         return _generate_locked(spec, out, probes, warnings, progress, on_block)
     except UnsampleableError as exc:
@@ -84,8 +84,9 @@ def generate_dataset(
         raise PdefmError(_exhausted_message(spec, exc, probes)) from None
 
 
-def _make_dir(out: Path) -> Path | None:
-    """Create ``out`` (and missing parents); returns the topmost folder this call created."""
+def _topmost_missing(out: Path) -> Path | None:
+    """The topmost folder of ``out`` (or ``out`` itself) that does not exist yet; None if
+    ``out`` exists."""
     top = None
     for folder in reversed([out, *out.parents]):
         if not folder.exists():
@@ -297,7 +298,7 @@ def _resolve_unsampleable(
     """Probe discrete parameter laws; refuse values whose measured acceptance is too low for
     the redraw budget, or drop them if asked."""
     probes = probe_acceptance(spec)
-    budget = _budget(spec)
+    budget = redraw_budget(spec.pde())
     short = [v for v, probe in probes.items() if not probe.sampleable(budget)]
     if not short:
         return spec, probes, []
@@ -313,10 +314,6 @@ def _resolve_unsampleable(
     )
     print(f"warning: {text}", file=sys.stderr)
     return spec, probes, [text]
-
-
-def _budget(spec: GenerationSpec) -> int:
-    return getattr(spec.pde(), "redraw_budget", DEFAULT_REDRAW_BUDGET)
 
 
 def _values(values: list[float]) -> str:
@@ -425,7 +422,7 @@ def _probe_entry(spec: GenerationSpec, probes: dict[float, ValueProbe]) -> dict:
         "grid": probe_resolution(spec),
         "max_draws_per_level": MAX_DRAWS,
         "stop_after_accepted": STOP_AFTER,
-        "redraw_budget": _budget(spec),
+        "redraw_budget": redraw_budget(spec.pde()),
         "values": {f"{v:g}": probe.to_dict() for v, probe in probes.items()},
     }
 

@@ -40,7 +40,7 @@ from pdefm import __version__
 from pdefm.checks import check_creatable, check_disk, check_float, check_int, check_memory
 from pdefm.data import card as cards
 from pdefm.data import store
-from pdefm.data.io import fsync_dir, is_empty_dir, write_json_atomic
+from pdefm.data.io import fsync_dir, hash_file, is_empty_dir, write_json_atomic
 from pdefm.errors import PdefmError
 
 SPLITS = ("train", "val", "test")
@@ -728,9 +728,5 @@ def import_command(source_file: Path, layout: ImportLayout, options: dict) -> st
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """SHA-256 of a file's bytes."""
+    return hash_file(path).hexdigest()

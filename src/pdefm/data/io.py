@@ -11,6 +11,7 @@ imports ``fcntl``, so ``import pdefm`` works where it does not exist.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -64,6 +65,16 @@ def write_json_atomic(path: Path, obj: object, durable: bool = True) -> None:
         atomic_replace(tmp, path, durable)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def hash_file(path: Path, digest=None):
+    """``digest`` (default a new SHA-256) updated with the bytes of ``path``, read in 1 MiB
+    chunks so a large file never sits in memory whole."""
+    digest = hashlib.sha256() if digest is None else digest
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest
 
 
 def is_empty_dir(path: Path) -> bool:

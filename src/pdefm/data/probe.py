@@ -2,7 +2,7 @@
 level, measured before generation (Helmholtz: samples with max |u| > max_abs_u redraw their
 source, so a w next to a resonance may need many draws per sample).
 
-Per sparsity level the probe draws sources in growing chunks (64, 128, ... up to 2048) from a
+Per sparsity level the probe draws sources in growing chunks (64, 128, 256, 512) from a
 stream disjoint from the dataset's, shared by every value still being probed. A value stops
 being probed at a level once ``STOP_AFTER`` sources were accepted there, or after
 ``MAX_DRAWS`` draws: a level with no accepted source in 32,768 draws has an acceptance rate
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pdefm.data.blocks import DEFAULT_REDRAW_BUDGET
+from pdefm.data.blocks import redraw_budget
 from pdefm.data.spec import GenerationSpec
 from pdefm.pdes import Grid, PDEFamily
 
@@ -100,7 +100,7 @@ def probe_acceptance(spec: GenerationSpec) -> dict[float, ValueProbe]:
     support = getattr(pde, "support", None)  # excluded values are not probed
     if support is None or getattr(pde, "max_abs_u", None) is None:
         return {}
-    budget = getattr(pde, "redraw_budget", DEFAULT_REDRAW_BUDGET)
+    budget = redraw_budget(pde)
     screen = _Screen(spec, pde, Grid(probe_resolution(spec)))
     probes = {float(v): ValueProbe() for v in support(spec.low, spec.high)}
     factors = {v: screen.inverse_symbol_sq(v) for v in probes}

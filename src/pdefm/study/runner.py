@@ -105,6 +105,7 @@ def run_study(
     with directory_lock(root, busy):
         _copy_spec(study.path, root / "study.yaml")
         write_plan(study, root)
+        # again under the lock: another runner may have finished runs since the check above
         todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
         bar = tqdm(
             total=len(study.runs),

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from pdefm.checks import check_float, check_int, check_memory
+from pdefm.data.io import hash_file
 from pdefm.errors import PdefmError
 from pdefm.train.normalise import Normaliser
 
@@ -273,9 +274,6 @@ def checkpoint_hash(root: str | Path, card: dict) -> str:
     )
     key = (os.path.realpath(weights), stat.st_size, stat.st_mtime_ns, defining)
     if key not in _hash_cache:
-        digest = hashlib.sha256(defining.encode())
-        with open(weights, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        digest = hash_file(weights, hashlib.sha256(defining.encode()))
         _hash_cache[key] = digest.hexdigest()[:16]
     return _hash_cache[key]

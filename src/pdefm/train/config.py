@@ -11,9 +11,8 @@ import json
 import numbers
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from pdefm.checks import check_choice, check_float, check_int, check_name
+from pdefm.checks import check_choice, check_float, check_int, check_name, check_output_dir
 from pdefm.errors import PdefmError
 
 MODES = ("full", "head", "frozen-spectral", "lora", "zero-shot")
@@ -125,12 +124,7 @@ class RunConfig:
         for value, option in ((self.data, "--data"), (self.init, "--init"), (self.out, "--out")):
             if not isinstance(value, str) or not value.strip():
                 raise PdefmError(f"{option} must be a path, got {value!r}")
-        probe = Path(self.out)  # the folder itself or the nearest parent that exists
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        if probe.exists() and not probe.is_dir():
-            at = "" if probe == Path(self.out) else f" (its parent {probe} is a file)"
-            raise PdefmError(f"--out {self.out} is not a folder{at}; give a folder for the runs")
+        check_output_dir(self.out, "--out")
         if self.run_name is not None:
             check_name(self.run_name, "run name")
 
