@@ -82,24 +82,73 @@ def row(task, method, n, err, seed=0, model="fno-tiny", init=None, **kw) -> dict
         params={"fno-micro": 9000, "fno-tiny": 70000}[model], seed=seed, n_train=n,
         lr=None if method == "zero-shot" else 1e-3, val_rel_l2=err, test_rel_l2=err,
         test_mse=err**2, test_residual=0.1, pretrain_low=pre[0], pretrain_high=pre[1],
-        wall_time_s=1.0,
+        wall_time_s=1.0, lrs_tried="" if method == "zero-shot" else "0.0003 0.001 0.003",
+        lr_at_edge="", epochs=None if method == "zero-shot" else 200,
+        steps=None if method == "zero-shot" else 200 * max(1, n // 16), batch_size=16,
+        budget_rule="epochs", converged=None if method == "zero-shot" else True, budget_factor=1,
     )  # fmt: skip
     base.update(kw)
     return base
 
 
-def test_headline_sentence():
+def test_headline_states_the_interpolated_crossing_seeds_and_budget():
     rows = [row("b_task", "scratch", n, 0.5) for n in (8, 16)]
-    rows += [row("a_task", "scratch", n, (n / 8) ** -0.5) for n in SIZES]  # 100% at 8
-    rows += [row("a_task", "finetune", n, 0.25 * (n / 8) ** -0.5) for n in (8, 16, 32)]
-    expected = (
-        "On a_task (fno-tiny, fine-tuned from poisson_1-5, mode full): fine-tuning reached "
-        "25.0% error with 8 examples; scratch needed 128"
-    )
-    assert headline(rows) == expected
-    # scratch that stops at 64 examples only gives a bound
+    rows += [row("a_task", "scratch", n, (n / 8) ** -0.5, seed=s) for n in SIZES for s in (0, 1)]
+    ft = [row("a_task", "finetune", n, 0.25 * (n / 8) ** -0.5, seed=s) for n in (8, 16, 32)
+          for s in (0, 1)]  # fmt: skip
+    text = headline(rows + ft)
+    # 25% is crossed between scratch N=64 (35.4%) and N=128 (25.0%): log-log interpolation
+    assert text.startswith(
+        "On Poisson, e in [5, 10] (fno-tiny, fine-tuned from Poisson, e in [1, 5]): "
+        "fine-tuning reached 25.0% test error with 8 examples (mean of 2 seeds); training from "
+        "scratch needed about 128 (interpolated between N=64 at 35.4% and N=128 at 25.0%)."
+    ), text
+    assert "Budget: 200 epochs per run" in text and "from 0.0003, 0.001, 0.003" in text
+    assert "budget-limited" not in text
+    # scratch that stops at 64 examples only gives a bound, and says so
     short = [r for r in rows if not (r["method"] == "scratch" and r["n_train"] > 64)]
-    assert headline(short).endswith("scratch did not reach it with 64 examples")
+    assert "did not reach it with up to 64 examples" in headline(short + ft)
+    assert "savings are more than 8x" in headline(short + ft)
+
+
+def test_headline_one_seed_says_no_spread_and_counts_flagged_runs():
+    rows = [row("t", "scratch", n, (n / 8) ** -0.5) for n in SIZES]
+    rows += [row("t", "finetune", n, 0.25 * (n / 8) ** -0.5) for n in (8, 16)]
+    rows[-1]["converged"] = False
+    rows[0]["lr_at_edge"] = "high"
+    text = headline(rows)
+    assert "(one seed, so no spread)" in text
+    assert "2 of the 9 runs behind it were budget-limited or chose a learning rate" in text
+
+
+def test_headline_never_above_zero_shot_or_one():
+    scratch = [row("t", "scratch", n, 2.0 * (n / 8) ** -0.5) for n in SIZES]
+    # fine-tuning at 8 (40%) is worse than zero-shot (30%): the target moves to N=16 (20%)
+    ft = [row("t", "finetune", 8, 0.4), row("t", "finetune", 16, 0.2)]
+    zs = [row("t", "zero-shot", 0, 0.3)]
+    text = headline(scratch + ft + zs)
+    assert (
+        "reached 20.0% test error with 16 examples" in text and "zero-shot it scores 30.0%" in text
+    )
+    # nowhere below zero-shot: no headline, and the sentence says why
+    worse = [row("t", "finetune", 8, 0.5), row("t", "finetune", 16, 0.35)]
+    text = headline(scratch + worse + zs)
+    assert "did not beat the pre-trained model used zero-shot (30.0%" in text
+    assert "reached" not in text
+    # errors above 1 (worse than predicting zero) are never a target
+    bad = [row("t", "finetune", 8, 1.43), row("t", "finetune", 16, 1.2)]
+    text = headline(scratch + bad)
+    assert "no fine-tuned model got below 100% test error (best 120%)" in text
+    assert "reached" not in text
+
+
+def test_summary_table_single_seed_spread_is_na():
+    from pdefm.report.table import build_curves, summary_rows
+
+    rows = [row("t", "scratch", 8, 0.5), row("t", "scratch", 16, 0.4, seed=0)]
+    rows += [row("t", "scratch", 16, 0.3, seed=1)]
+    cells = {r[3]: r[-1] for r in summary_rows(build_curves(rows))}
+    assert cells["8"] == "0.5 ± n/a" and cells["16"].startswith("0.35 ± 0.071")
 
 
 def test_learning_rate_selected_on_validation():
@@ -107,7 +156,7 @@ def test_learning_rate_selected_on_validation():
     rows += [row("t", "finetune", 8, 0.5), row("t", "finetune", 16, 0.4)]
     # same run with another lr: better test error but worse validation error -> not chosen
     rows.append(row("t", "finetune", 8, 0.01, val_rel_l2=0.9, lr=1e-2, run_id="other-lr"))
-    assert "reached 50.0% error" in headline(rows)
+    assert "reached 50.0% test error" in headline(rows)
 
 
 TASKS = {"poisson_10-20": (10.0, 20.0), "poisson_5-10": (5.0, 10.0)}
@@ -178,7 +227,7 @@ def test_write_report_fixture(tmp_path):
     with open(out["csv"], newline="") as fh:
         table = list(csv.reader(fh))
     assert len(table) == len(rows) + 1 and table[0][0] == "run_id"
-    assert out["headline"].startswith("On poisson_10-20 (")
+    assert out["headline"].startswith("On Poisson, e in [10, 20] (")
 
 
 def test_write_report_single_model_says_why(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -336,9 +337,27 @@ def _add_train(sub) -> None:
         default=[1e-3],
         help="learning rate(s); the best on validation is kept (default 1e-3)",
     )
+    p.add_argument(
+        "--lr-extend",
+        type=int,
+        default=0,
+        metavar="K",
+        help="when the best rate is the largest or smallest tried, also try the next rate past "
+        "that edge (1e-3, 3e-3, 1e-2, ...), up to K times (default 0: the grid as given)",
+    )
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, help="epochs (default 100)")
+    budget.add_argument(
+        "--epochs",
+        type=int,
+        help="epochs (default 100); steps grow with the data: ceil(N / batch) per epoch",
+    )
     budget.add_argument("--steps", type=int, help="optimiser steps instead of epochs")
+    p.add_argument(
+        "--patience",
+        type=int,
+        metavar="P",
+        help="stop once validation has not improved for P epochs (--epochs is then the cap)",
+    )
     p.add_argument(
         "--batch-size",
         type=int,
@@ -406,8 +425,10 @@ def _run_train(args: argparse.Namespace) -> int:
         n_train=args.n_train,
         subset_seed=args.subset_seed,
         lrs=tuple(args.lr),
+        lr_extend=args.lr_extend,
         epochs=epochs,
         steps=args.steps,
+        patience=args.patience,
         batch_size=args.batch_size,
         weight_decay=args.weight_decay,
         lora_rank=args.lora_rank,
@@ -473,11 +494,27 @@ def _report(record: dict) -> int:
         f"{test['rel_l2']:.4g} (MSE {test['mse']:.3g}"
         + (f", residual {test['residual']:.3g})" if "residual" in test else ")")
     )
+    if "budget" in record:
+        print(_budget_line(record))
     print(
         f"record: {where}/record.json"
         + (f"; checkpoint: {record['checkpoint']}" if "checkpoint" in record else "")
     )
     return 0
+
+
+def _budget_line(record: dict) -> str:
+    """What the selected rate trained for, and whether that was enough."""
+    b = record["budget"]
+    lrs = ", ".join(f"{lr:g}" for lr in record.get("lrs_tried", []))
+    line = f"budget: {b['epochs_run']} epochs, {b['steps_run']} steps at batch {b['batch']}"
+    line += " (stopped by patience)" if b.get("stopped_early") else ""
+    line += f"; lrs tried: {lrs}"
+    if record.get("converged") is False:
+        line += "; validation was still improving at the end: try a larger budget"
+    if record.get("lr_at_edge"):
+        line += "; the chosen lr is at the edge of the grid: try --lr-extend or a wider --lr"
+    return line
 
 
 def _add_study(sub) -> None:
@@ -501,6 +538,16 @@ def _add_study(sub) -> None:
         "--workers", type=int, default=1, help="runs side by side in separate processes (default 1)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--refine",
+        type=int,
+        nargs="?",
+        const=2,
+        metavar="FACTOR",
+        help="then rerun the downstream runs the report flags (validation still improving at "
+        "the end, or the chosen lr at the edge of those tried) with FACTOR times the budget "
+        "(default 2) and the lr grid around the chosen rate; the report uses the new results",
+    )
     _add_ray_options(run)
     run.set_defaults(run=_run_study_run)
     status = verbs.add_parser("status", help="summarise a study directory")
@@ -598,6 +645,8 @@ def _run_study_run(args: argparse.Namespace) -> int:
         address=args.address,
         cpus_per_run=args.ray_cpus_per_run,
         gpus_per_run=args.ray_gpus_per_run,
+        refine=args.refine,
+        command=args.command_line,
     )
     print(f"study done: {root}; report it with: pdefm report {root}")
     return 0
@@ -642,19 +691,36 @@ def _run_report(args: argparse.Namespace) -> int:
 
     from pdefm.checks import check_output_dir
     from pdefm.report import write_report
-    from pdefm.study.results import dataset_summaries, load_plan, load_results
+    from pdefm.report.samples import read_histories
+    from pdefm.study.results import dataset_summaries, load_results, study_setup
 
     out = Path(args.out) if args.out else Path(args.directory) / "report"
     rows = load_results(args.directory)
-    name = load_plan(args.directory)["name"]
+    setup = {**study_setup(args.directory), "command": getattr(args, "command_line", None)}
     check_output_dir(out, "the report folder (--out)")
     paths = write_report(
-        rows, out, title=f"pdefm study {name}", datasets=dataset_summaries(args.directory)
+        rows,
+        out,
+        title=f"pdefm study {setup['name']}",
+        datasets=dataset_summaries(args.directory),
+        setup=setup,
+        histories=read_histories(args.directory, rows),
+        samples=_samples(args.directory, rows),
     )
     (out / "headline.txt").write_text(paths["headline"] + "\n")
     print(paths["headline"])
     print(f"report: {paths['html']} (and {paths['markdown']}, {paths['csv']})")
     return 0
+
+
+def _samples(root: str, rows: list[dict]) -> dict | None:
+    """Test predictions of the first task that has fine-tune runs (else the first task)."""
+    from pdefm.report.samples import predict_samples
+
+    tasks = [r["task"] for r in rows if r["kind"] == "downstream" and r["status"] == "completed"]
+    tuned = [r["task"] for r in rows if r.get("method") == "finetune" and r["task"] in tasks]
+    task = min(tuned or tasks, default=None)
+    return None if task is None else predict_samples(root, rows, task)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -663,7 +729,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     from pdefm.study.runner import run_study
 
     with as_file(files("pdefm.study") / "demo.yaml") as spec:
-        root = run_study(spec, args.out, workers=args.workers, progress=not args.quiet)
+        root = run_study(
+            spec,
+            args.out,
+            workers=args.workers,
+            progress=not args.quiet,
+            command=args.command_line,
+        )
     cached = _fresh_report(root)
     if cached is not None:
         print(cached)
@@ -816,6 +888,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a one-line usage error (_Parser.error)
         return int(exc.code or 0)
+    args.command_line = shlex.join(["pdefm", *(sys.argv[1:] if argv is None else argv)])
     try:
         _set_threads(args)
         return args.run(args)

@@ -1,7 +1,8 @@
 """Render one neutral list of blocks as Markdown and as self-contained HTML.
 
-A block is a tuple: ("h1" | "h2" | "p", text), ("table", header, rows) or ("img", caption,
-path). Both renderers read the same blocks, so the two reports always hold the same content.
+A block is a tuple: ("h1" | "h2" | "p", text), ("code", text) (shown verbatim),
+("table", header, rows) or ("img", caption, path). Both renderers read the same blocks, so
+the two reports always hold the same content.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ CSS = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
     "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
     "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
+    "pre{background:#f6f6f6;padding:0.5em;overflow-x:auto;font-size:0.85em}"
     "img{max-width:100%}.headline{font-size:1.2em;background:#eef;padding:0.5em}"
 )
 
@@ -46,6 +48,9 @@ def to_markdown(blocks: list[Block]) -> str:
             out.append(block[1])
         elif kind == "headline":
             out.append(f"**{block[1]}**")
+        elif kind == "code":
+            fence = "~~~~" if "```" in block[1] else "```"
+            out.append(f"{fence}\n{block[1].rstrip()}\n{fence}")
         elif kind == "table":
             out.append(_md_table(block[1], block[2]))
         elif kind == "img":
@@ -79,6 +84,8 @@ def _html_block(block: Block) -> str:
         return f"<{kind}>{html.escape(block[1])}</{kind}>"
     if kind == "headline":
         return f'<p class="headline"><strong>{html.escape(block[1])}</strong></p>'
+    if kind == "code":
+        return f"<pre>{html.escape(block[1])}</pre>"
     if kind == "table":
         return _html_table(block[1], block[2])
     if kind == "img":

@@ -1,4 +1,4 @@
-"""Data-savings factors and the headline sentence.
+"""Data-savings factors.
 
 N(target) on a curve: sort by N, replace the error by its running minimum over N (a larger
 training set can always fall back to the smaller one's model, so the curve is made
@@ -109,18 +109,3 @@ def sig(x: float, digits: int = 3) -> str:
     """x with ``digits`` significant figures, trailing zeros kept (10.0, 1.23, 0.0500)."""
     text = f"{x:#.{digits}g}"
     return text.rstrip(".") if "e" not in text else text
-
-
-def headline_sentence(task: str, label: str, err: float, n_ft: int, scratch_n, scratch_err) -> str:
-    """'On T (L): fine-tuning reached X% error with N examples; scratch needed M'."""
-    m, found = n_to_reach(scratch_n, scratch_err, err)
-    if found == EXACT:
-        tail = f"scratch needed {m:.0f}"
-    elif found == AT_MOST:
-        tail = f"scratch needed at most {m:.0f} (its smallest size)"
-    else:
-        tail = f"scratch did not reach it with {m:.0f} examples"
-    return (
-        f"On {task} ({label}): fine-tuning reached {sig(100 * err)}% error with {n_ft} "
-        f"examples; {tail}"
-    )

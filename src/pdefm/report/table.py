@@ -22,11 +22,19 @@ from pdefm.errors import PdefmError
 COLUMNS = (
     "run_id", "kind", "status", "task", "family", "parameter", "task_low", "task_high",
     "method", "init", "init_family", "mode", "model", "params", "seed", "n_train", "lr",
-    "val_rel_l2", "test_rel_l2", "test_mse", "test_residual",
+    "lrs_tried", "lr_at_edge", "epochs", "steps", "batch_size", "budget_rule", "converged",
+    "budget_factor", "val_rel_l2", "test_rel_l2", "test_mse", "test_residual",
     "pretrain_low", "pretrain_high", "wall_time_s",
 )  # fmt: skip
 
 METHODS = ("scratch", "finetune", "zero-shot")
+#: Columns that say which protocol a run got (rates tried, edge, budget, convergence,
+#: refinement factor). Rows may lack them (tables built before they existed, or by hand):
+#: the report then says the protocol is unknown.
+PROTOCOL_COLUMNS = (
+    "lrs_tried", "lr_at_edge", "epochs", "steps", "batch_size", "budget_rule", "converged",
+    "budget_factor",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class Curve:
 def validate_rows(rows: list[dict]) -> None:
     """One-line :class:`PdefmError` for a row that lacks a key or has an unknown kind/method."""
     for i, row in enumerate(rows):
-        missing = [k for k in COLUMNS if k not in row]
+        missing = [k for k in COLUMNS if k not in row and k not in PROTOCOL_COLUMNS]
         if missing:
             rid = row.get("run_id", f"#{i}")
             raise PdefmError(
@@ -152,9 +160,9 @@ def summary_rows(curves: dict[CurveKey, Curve]) -> list[list[str]]:
     for key, curve in curves.items():
         for n in sorted(curve.errors):
             e = np.array(curve.errors[n])
-            sd = float(e.std(ddof=1)) if e.size > 1 else 0.0
+            sd = f"{float(e.std(ddof=1)):.2g}" if e.size > 1 else "n/a"  # one seed: no spread
             cells = [key.task, key.label(with_model=False), key.model, str(n), str(e.size)]
-            out.append(cells + [f"{e.mean():.4g} ± {sd:.2g}"])
+            out.append(cells + [f"{e.mean():.4g} ± {sd}"])
     return out
 
 

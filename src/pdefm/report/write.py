@@ -6,9 +6,11 @@ from pathlib import Path
 
 from pdefm.checks import check_output_dir
 from pdefm.report import figures, mixed
-from pdefm.report.analysis import fits_by_curve, headline_from_curves, savings_by_curve
+from pdefm.report.analysis import fits_by_curve, savings_by_curve
 from pdefm.report.fits import PowerLawFit
+from pdefm.report.headline import headline_from_curves
 from pdefm.report.render import to_html, to_markdown
+from pdefm.report.setup import flags_blocks, setup_blocks
 from pdefm.report.table import (
     build_curves,
     by_task,
@@ -95,8 +97,7 @@ def _curve_sections(curves, out: Path) -> tuple[list, list]:
         b,
         bool(tasks),
         lambda: figures.error_vs_n(tasks, out / "error_vs_n.png"),
-        "Test rel. L2 vs N: mean over seeds, band min-max; "
-        "fine-tune solid, scratch dashed, zero-shot dotted",
+        figures.error_vs_n_caption(tasks) if tasks else "",
         "No completed downstream runs yet.",
     )
     header = ["task", "method", "model", "N", "seeds", "test rel L2 (mean ± sd)"]
@@ -163,9 +164,7 @@ def _mixed_section(rows: list[dict], tasks: dict, out: Path) -> tuple[list, list
         b,
         bool(comps),
         lambda: figures.mixed_figure(comps, out / "mixed_vs_single.png"),
-        "Test rel. L2 vs N per task: fine-tune from the mixed model (solid), from the "
-        "single-family model of the task's family (solid), scratch with the mixed model's "
-        "preset (dashed); zero-shot of both models dotted; mean over seeds, band min-max",
+        figures.mixed_caption(comps) if comps else "",
         "No completed run from a mixture stage yet.",
     )
     if comps:
@@ -178,6 +177,28 @@ def _mixed_section(rows: list[dict], tasks: dict, out: Path) -> tuple[list, list
         )
         b += [("p", mixed.sentence(c)) for c in comps]
     return b, [fig]
+
+
+def _training_sections(curves, out: Path, histories, samples) -> tuple[list, list]:
+    """Validation curves (did training converge?) and test predictions next to the truth."""
+    b: list = [("h2", "Validation during training")]
+    f1 = _figure_or_note(
+        b,
+        figures.has_histories(curves, histories or {}),
+        lambda: figures.validation_curves(curves, histories, out / "validation.png"),
+        figures.VALIDATION_CAPTION,
+        "No run recorded a validation history.",
+    )
+    b.append(("h2", "Predictions on test samples"))
+    f2 = _figure_or_note(
+        b,
+        samples is not None,
+        lambda: figures.samples_panel(samples, out / "samples.png"),
+        figures.samples_caption(samples) if samples else "",
+        "No checkpoint to predict with (no completed training run of a task, or `pdefm "
+        "report` was given no study folder).",
+    )
+    return b, [f1, f2]
 
 
 def _mixture_table(datasets: dict[str, dict]) -> list:
@@ -198,15 +219,36 @@ def _failed_section(rows: list[dict]) -> list:
     return [("h2", "Failed or unfinished runs"), body]
 
 
+REFINE_HINT = (
+    "To rerun just these with twice the budget and the learning rates around the chosen one: "
+    "`pdefm study run STUDY.yaml --refine` (the report then uses the refined runs)."
+)
+
+
+def _split_appendix(blocks: list) -> tuple[list, list]:
+    """The study file (long) goes to an appendix at the end; the rest stays up front."""
+    body = [b for b in blocks if b[0] != "code" and b != ("p", "The study file as run:")]
+    code = [b for b in blocks if b[0] == "code"]
+    return body, ([("h2", "Appendix: the study file as run"), *code] if code else [])
+
+
 def write_report(
     rows: list[dict],
     out_dir: str | Path,
     title: str = "pdefm study",
     datasets: dict[str, dict] | None = None,
+    setup: dict | None = None,
+    histories: dict[str, list[dict]] | None = None,
+    samples: dict | None = None,
 ) -> dict:
     """Write out_dir/report.md, report.html (PNGs embedded as base64), results.csv and *.png.
 
-    Returns {"markdown": path, "html": path, "csv": path, "figures": [paths], "headline": str}.
+    ``setup`` (``pdefm.study.results.study_setup``, plus "command": how the report was made)
+    fills the setup section: provenance, datasets, budgets and learning rates per N and the
+    study file as run. ``histories`` (run id -> validation history,
+    ``pdefm.report.samples.read_histories``) draws the validation curves and ``samples``
+    (``pdefm.report.samples.predict_samples``) the prediction panel. Returns {"markdown":
+    path, "html": path, "csv": path, "figures": [paths], "headline": str}.
     Only completed downstream runs enter figures and fits; every row goes to results.csv and
     the ones not completed are listed in the report.
     """
@@ -220,9 +262,12 @@ def write_report(
     b1, f1 = _curve_sections(curves, out)
     b2, f2 = _scaling_sections(rows, curves, out, datasets)
     b3, f3 = _mixed_section(rows, by_task(curves), out)
-    blocks = [("h1", title), ("headline", head), ("p", intro), *b1, *b3, *b2]
-    blocks += _failed_section(rows)
-    figs = [f for f in f1 + f3 + f2 if f is not None]
+    b4, f4 = _training_sections(curves, out, histories, samples)
+    setup_b, appendix = _split_appendix(setup_blocks(rows, setup))
+    blocks = [("h1", title), ("headline", head), ("p", intro), *setup_b]
+    blocks += [*flags_blocks(rows, REFINE_HINT), *b1, *b4, *b3, *b2]
+    blocks += _failed_section(rows) + appendix
+    figs = [f for f in f1 + f4 + f3 + f2 if f is not None]
     md, page = out / "report.md", out / "report.html"
     md.write_text(to_markdown(blocks), encoding="utf-8")
     page.write_text(to_html(blocks, title), encoding="utf-8")

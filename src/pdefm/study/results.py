@@ -38,6 +38,14 @@ COLUMNS = [
     "seed",
     "n_train",
     "lr",
+    "lrs_tried",
+    "lr_at_edge",
+    "epochs",
+    "steps",
+    "batch_size",
+    "budget_rule",
+    "converged",
+    "budget_factor",
     "val_rel_l2",
     "test_rel_l2",
     "test_mse",
@@ -56,6 +64,7 @@ RECORD_NUMBERS = {
     "test": ("rel_l2", "mse", "residual"),
     "val": ("rel_l2",),
     "parameters": ("total",),
+    "budget": ("epochs_run", "steps_run", "batch"),
 }
 PLAN_FIX = "plan.json is written by `pdefm study run`: rerun it on this folder to rewrite it"
 
@@ -150,16 +159,23 @@ def _is_number(value: object) -> bool:
 def load_results(root: str | Path) -> list[dict]:
     """Every training / evaluation run of the study in ``root`` as a row (missing runs
     appear with status "todo")."""
+    from pdefm.study.refine import latest  # refine reads records through this module
+
     root = Path(root)
     plan = load_plan(root)
     stages = {r["labels"]["stage"]: r for r in plan["runs"] if r["kind"] == "pretrain"}
     params = {name: _parameter_name(spec["family"]) for name, spec in plan["datasets"].items()}
+    refined = latest(root)
     rows = []
     for run in plan["runs"]:
         if run["kind"] == "data":
             continue
+        factor = 1
+        if run["id"] in refined:  # its last completed refinement stands for it
+            entry = refined[run["id"]]
+            run, factor = {**run, "id": entry["id"]}, entry["factor"]
         record = _record(root / "runs" / run["id"] / "record.json")
-        rows.append(_row(run, record, stages, params))
+        rows.append({**_row(run, record, stages, params), "budget_factor": factor})
     return rows
 
 
@@ -185,6 +201,7 @@ def _row(run: dict, record: dict | None, stages: dict, params: dict) -> dict:
         "seed": labels.get("seed", 0),
         "n_train": labels.get("n_train"),
         "lr": (record or {}).get("selected_lr"),
+        **_budget_columns(record or {}),
         "val_rel_l2": ((record or {}).get("val") or {}).get("rel_l2", nan),
         "test_rel_l2": test.get("rel_l2", nan),
         "test_mse": test.get("mse", nan),
@@ -198,6 +215,24 @@ def _row(run: dict, record: dict | None, stages: dict, params: dict) -> dict:
         row["pretrain_low"] = stage["labels"].get("low")
         row["pretrain_high"] = stage["labels"].get("high")
     return row
+
+
+def _budget_columns(record: dict) -> dict:
+    """The protocol a run got: rates tried (space-separated), whether the chosen one sits at
+    an edge of them ("high", "low", "both" or empty), the selected rate's budget (epochs and
+    steps run, batch, rule) and whether validation had stopped improving (``converged``:
+    True, False, or None when unknown: too few validations, or a record older than the flag)."""
+    budget = record.get("budget") or {}
+    tried = record.get("lrs_tried") or []
+    return {
+        "lrs_tried": " ".join(f"{lr:g}" for lr in tried),
+        "lr_at_edge": record.get("lr_at_edge") or "",
+        "epochs": budget.get("epochs_run"),
+        "steps": budget.get("steps_run"),
+        "batch_size": budget.get("batch"),
+        "budget_rule": budget.get("rule", ""),
+        "converged": record.get("converged"),
+    }
 
 
 def _init_family(labels: dict, stages: dict) -> str | None:
@@ -240,7 +275,19 @@ def read_record(path: str | Path) -> dict | None:
     for key in ("selected_lr", "wall_time_s"):
         if record.get(key) is not None and not _is_number(record[key]):
             raise _bad(path, f"field {key!r}", f"must be a number, got {record[key]!r}", fix)
+    _check_protocol(record, path, fix)
     return record
+
+
+def _check_protocol(record: dict, path: Path, fix: str) -> None:
+    """The protocol fields the results table reads: rates tried, edge, convergence flag."""
+    tried = record.get("lrs_tried")
+    if tried is not None and not (isinstance(tried, list) and all(map(_is_number, tried))):
+        raise _bad(path, "field 'lrs_tried'", "must be a list of numbers", fix)
+    if record.get("lr_at_edge") not in (None, "high", "low", "both"):
+        raise _bad(path, "field 'lr_at_edge'", "must be high, low, both or null", fix)
+    if record.get("converged") not in (None, True, False):
+        raise _bad(path, "field 'converged'", "must be true, false or null", fix)
 
 
 def _parameter_name(family: str) -> str:
@@ -309,3 +356,22 @@ def _summary(card: dict, role: str) -> dict:
     if "histogram" in law:
         return {**head, "histogram": law["histogram"]}
     return {**head, "counts": law["counts"]}
+
+
+def study_setup(root: str | Path) -> dict:
+    """What the report's setup section states about the study in ``root``: the study file as
+    run (text), the plan's datasets and the provenance of every ``study run``."""
+    from pdefm.study.provenance import load_provenance
+
+    root = Path(root)
+    plan = load_plan(root)
+    try:
+        text = (root / "study.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    return {
+        "name": plan["name"],
+        "study_yaml": text,
+        "datasets": plan["datasets"],
+        "invocations": load_provenance(root),
+    }

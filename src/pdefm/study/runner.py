@@ -5,6 +5,7 @@ resumable, one process or several (``workers``), or as tasks on a Ray cluster
 Layout of a study directory::
 
     study.yaml      the spec as run        plan.json   every run: id, kind, labels, depends
+    provenance.json one entry per `study run`: command, date, versions, commit, machine
     data/NAME/      datasets               runs/ID/    one training / evaluation run each
     report/         written by `pdefm report`
 
@@ -29,11 +30,14 @@ from tqdm.auto import tqdm
 from pdefm.checks import check_disk, check_float, check_int, check_output_dir
 from pdefm.data.io import LOCK_NAME, directory_lock, write_json_atomic
 from pdefm.errors import PdefmError
+from pdefm.study.provenance import record_invocation
+from pdefm.study.refine import find_refinement, plan_refinements
 from pdefm.study.results import load_plan, read_record
 from pdefm.study.spec import Study, StudyMixture, StudyRun, load_study, run_config
 from pdefm.threads import apply_threads, choose_threads, usable_cores
 
 PHASES = ("data", "pretrain", "downstream")
+MAX_REFINE = 64  # a larger budget factor in one go is more likely a typo than a plan
 WORKERS_PER_CORE = 4  # --workers beyond this many per core only makes processes queue for cores
 
 
@@ -78,6 +82,8 @@ def run_study(
     address: str | None = None,
     cpus_per_run: float | None = None,
     gpus_per_run: float | None = None,
+    refine: int | None = None,
+    command: str | None = None,
 ) -> Path:
     """Run every missing run of the study in ``path``; returns the study directory.
 
@@ -85,10 +91,18 @@ def run_study(
     a task to the Ray cluster at ``address``, each asking for ``cpus_per_run`` /
     ``gpus_per_run`` (see ``pdefm.study.ray_executor``).
 
+    ``command`` is how this was asked for (recorded in provenance.json; default: this
+    process's command line). ``refine`` (a factor >= 2): afterwards, rerun every flagged
+    downstream run (budget-limited, or with its learning rate at the edge of those tried)
+    with its budget multiplied by ``refine`` (see ``pdefm.study.refine``); the report then
+    uses the refined results.
+
     Every check (options, the study file, the folder, free disk, Ray being installed) comes
     before the study folder is created: a refused study leaves nothing behind.
     """
     _check_executor(executor, workers, address, cpus_per_run, gpus_per_run)
+    if refine is not None:
+        check_int(refine, "--refine", minimum=2, maximum=MAX_REFINE)
     study = load_study(path)
     root = study_dir_for(study, out)
     check_study_dir(root, study)
@@ -105,6 +119,7 @@ def run_study(
     with directory_lock(root, busy):
         _copy_spec(study.path, root / "study.yaml")
         write_plan(study, root)
+        record_invocation(root, command)
         # again under the lock: another runner may have finished runs since the check above
         todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
         bar = tqdm(
@@ -125,6 +140,12 @@ def run_study(
                 batch = _runnable([r for r in todo if r.kind == phase], study, root, bar)
                 for wave in _waves(batch):
                     _run_phase(study, wave, root, workers, bar, ray_pool)
+            if refine is not None:
+                more = plan_refinements(study, root, refine)
+                bar.write(f"  refining {len(more)} flagged run(s): budget x {refine}")
+                bar.total += len(more)
+                bar.refresh()
+                _run_phase(study, more, root, workers, bar, ray_pool)
     return root
 
 
@@ -276,7 +297,7 @@ def execute(study_path: Path, run_id: str, root: Path, progress: bool = False) -
 
     keep_freed_memory()
     study = load_study(study_path)
-    run = next((r for r in study.runs if r.id == run_id), None)
+    run = next((r for r in study.runs if r.id == run_id), None) or find_refinement(root, run_id)
     if run is None:
         raise PdefmError(
             f"run {run_id} is not in {study_path} (was the file changed while the study ran?); "

@@ -17,9 +17,12 @@ deterministically into runs with ids that are hashes of their resolved configs.
       inits: [scratch, poisson_1-5] # scratch, or pre-training stage names
       modes: [full]                 # for pre-trained inits (scratch always trains fully)
       models: [fno-tiny]            # presets trained from scratch (fine-tuning keeps the stage's)
-      lrs: [1e-3, 3e-3]
-      seeds: [0]
-      steps: 300                    # or epochs: N
+      lrs: [1e-3, 3e-3]             # or auto: 1e-3 and 3e-3, grown past an edge 3 times
+      lr_extend: 2                  # default: a best rate at the grid's edge adds the next
+      seeds: [0]                    #   one past it (1e-3 -> 3e-4, 3e-3 -> 1e-2), twice at most
+      epochs: 200                   # per run: ceil(N / batch) steps an epoch, full batch at
+                                    #   N <= 64; or steps: S (flat); or epochs: CAP with
+      # patience: P                 #   stop once validation has not improved for P epochs
       zero_shot: true               # also evaluate every pre-trained init on every task
 
 Every field is checked before anything is written: numbers for type (``true`` is not a
@@ -44,7 +47,7 @@ from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import FAMILIES, GaussianLatticeSource
 from pdefm.study.yamlcheck import Checker, Located, load_located
-from pdefm.train.config import MODES, RunConfig
+from pdefm.train.config import MAX_LR_EXTEND, MODES, RunConfig
 
 TOP_KEYS = {"name", "resolution", "seed", "sigma", "datasets", "pretrain", "downstream"}
 MIX_KEYS = {"mixture", "n_train", "n_val", "n_test", "masks", "seed"}
@@ -60,7 +63,18 @@ DATA_KEYS = {
     "max_abs_u",
     "drop_unsampleable",
 }
-STAGE_KEYS = {"data", "model", "epochs", "steps", "lrs", "batch_size", "weight_decay", "seed"}
+STAGE_KEYS = {
+    "data",
+    "model",
+    "epochs",
+    "steps",
+    "patience",
+    "lrs",
+    "lr_extend",
+    "batch_size",
+    "weight_decay",
+    "seed",
+}
 GRID_KEYS = {
     "tasks",
     "sizes",
@@ -68,9 +82,11 @@ GRID_KEYS = {
     "modes",
     "models",
     "lrs",
+    "lr_extend",
     "seeds",
     "epochs",
     "steps",
+    "patience",
     "batch_size",
     "weight_decay",
     "lora_rank",
@@ -90,6 +106,9 @@ MAX_EPOCHS = 1_000_000
 MAX_STEPS = 100_000_000
 MAX_BATCH = 1 << 20
 MAX_LORA_RANK = 4096
+AUTO_LRS = [1e-3, 3e-3]  # `lrs: auto` starts here and grows past an edge (AUTO_EXTEND times)
+AUTO_EXTEND = 3
+DOWNSTREAM_EXTEND = 2  # a downstream grid grows past its edge this often unless lr_extend says
 MAX_RUNS = 100_000  # runs of one study after expansion
 BYTES_PER_VALUE = 4  # fields are stored as float32
 SAMPLE_OVERHEAD = 256  # per-sample vectors and coefficients, generously
@@ -406,7 +425,7 @@ def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, Study
             **_budget(check, fields, entry, where),
         }
         config.update(_train_options(check, fields, where, ("batch_size", "weight_decay", "seed")))
-        config["lrs"] = _lrs(check, fields.get("lrs"), f"{where}.lrs")
+        config.update(_lr_grid(check, fields, where, default_extend=0))
         spec, _ = datasets[data]
         labels = {
             "stage": name,
@@ -439,7 +458,7 @@ def _downstream(check, block: Located, where: str, datasets, data_runs, stages) 
         )
     common = _budget(check, g, block, where)
     common.update(_train_options(check, g, where, ("batch_size", "weight_decay", "lora_rank")))
-    common["lrs"] = _lrs(check, g.get("lrs"), f"{where}.lrs")
+    common.update(_lr_grid(check, g, where, default_extend=DOWNSTREAM_EXTEND))
     seeds = [_seed(check, s, f"{where}.seeds") for s in listing("seeds")] if "seeds" in g else [0]
     sizes = [check.integer(s, f"{where}.sizes", 1, MAX_SAMPLES) for s in listing("sizes")]
     largest = min(datasets[t][0].n_train for t in tasks)
@@ -560,12 +579,36 @@ def _zero_shot(task, stage, datasets, data_runs, stages) -> StudyRun:
 
 # -- small checks ---------------------------------------------------------------------------------
 def _budget(check, fields: dict, where_item: Located, where: str) -> dict:
+    """epochs: E (steps grow with N), steps: S, or epochs: CAP with patience: P."""
     if ("epochs" in fields) == ("steps" in fields):
         check.fail(where_item, f"{where} needs exactly one of epochs or steps")
     key = "epochs" if "epochs" in fields else "steps"
     limit = MAX_EPOCHS if key == "epochs" else MAX_STEPS
     value = check.integer(fields[key], f"{where}.{key}", 1, limit)
-    return {"epochs": value, "steps": None} if key == "epochs" else {"epochs": None, "steps": value}
+    out = {"epochs": value, "steps": None} if key == "epochs" else {"epochs": None, "steps": value}
+    if "patience" in fields:
+        if key != "epochs":
+            check.fail(
+                fields["patience"],
+                f"{where}.patience stops within an epoch cap: use epochs: CAP, not steps",
+            )
+        out["patience"] = check.integer(fields["patience"], f"{where}.patience", 1, MAX_EPOCHS)
+    return out
+
+
+def _lr_grid(check, fields: dict, where: str, default_extend: int) -> dict:
+    """``lrs`` (a list, or ``auto``) and ``lr_extend``: the grid and how often it may grow
+    past the edge where the best rate sits."""
+    item = fields.get("lrs")
+    auto = item is not None and item.value == "auto"
+    lrs = list(AUTO_LRS) if auto else _lrs(check, item, f"{where}.lrs")
+    extend = AUTO_EXTEND if auto else default_extend
+    if "lr_extend" in fields:
+        extend = check.integer(fields["lr_extend"], f"{where}.lr_extend", 0, MAX_LR_EXTEND)
+    out = {"lrs": lrs}
+    if extend:
+        out["lr_extend"] = extend
+    return out
 
 
 def _train_options(check, fields: dict, where: str, keys: tuple[str, ...]) -> dict:

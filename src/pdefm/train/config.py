@@ -22,14 +22,36 @@ SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
 # (tf32 moves GPU results at the level of float32 matmul rounding, as the device does.)
 _NOT_IN_ID = ("out", "device", "progress", "run_name", "compile", "tf32")
 MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate every k-th
+MAX_LR_EXTEND = 8  # rounds of learning-rate grid extension at most (each adds a training run)
+# Fields added after run ids were first published: left out of the id at their default, so a
+# run configured as before keeps its id (and its finished record is found again).
+_ID_DEFAULTS = {"patience": None, "lr_extend": 0}
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators both take it
-_INT_FIELDS = ("n_train", "subset_seed", "epochs", "steps", "batch_size", "lora_rank", "seed")
+_INT_FIELDS = (
+    "n_train",
+    "subset_seed",
+    "epochs",
+    "steps",
+    "patience",
+    "lr_extend",
+    "batch_size",
+    "lora_rank",
+    "seed",
+)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A training run (or, with mode "zero-shot", an evaluation of ``init``)."""
+    """A training run (or, with mode "zero-shot", an evaluation of ``init``).
+
+    The budget is ``epochs`` (steps then grow with the training set: ceil(N / batch) per
+    epoch, full batch at SMALL_DATA examples or fewer) or ``steps``; with ``patience`` the
+    epochs are a cap and training stops once validation has not improved for ``patience``
+    epochs. ``lrs`` is the learning-rate grid; with ``lr_extend`` > 0, a selected rate at an
+    edge of the grid makes the grid grow past that edge (next rate on the 1-3-10 ladder) up
+    to ``lr_extend`` times before the final choice.
+    """
 
     data: str
     model: str = "fno-tiny"
@@ -40,6 +62,8 @@ class RunConfig:
     lrs: tuple[float, ...] = (1e-3,)
     epochs: int | None = 100
     steps: int | None = None
+    patience: int | None = None  # epochs without a validation improvement before stopping
+    lr_extend: int = 0  # times the lr grid may grow past an edge where the best rate sits
     batch_size: int = 32
     weight_decay: float = 1e-4
     lora_rank: int = 4
@@ -76,6 +100,9 @@ class RunConfig:
         for key in _NOT_IN_ID:
             d.pop(key)
         d["lrs"] = list(self.lrs)
+        for key, default in _ID_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]
         d["data_hash"] = data_hash
         if self.init != "scratch":
             if init_hash is None:
@@ -150,6 +177,14 @@ class RunConfig:
             check_int(self.epochs, "--epochs", minimum=1)
         else:
             check_int(self.steps, "--steps", minimum=1)
+        if self.patience is not None:
+            check_int(self.patience, "--patience", minimum=1)
+            if self.epochs is None:
+                raise PdefmError(
+                    "--patience stops on validation within an epoch cap: give --epochs CAP "
+                    "instead of --steps"
+                )
+        check_int(self.lr_extend, "--lr-extend", minimum=0, maximum=MAX_LR_EXTEND)
 
     def _validate_switches(self) -> None:
         if not isinstance(self.device, str) or not DEVICE_PATTERN.match(self.device):

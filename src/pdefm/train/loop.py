@@ -204,24 +204,100 @@ def _run(config, splits, init: _Init | None, run_dir: Path, device, record: dict
         model = init.model.to(device)
         _finish(record, model, cmap, norm, batches, lr=None, history=[], trainable=0)
         return
-    results = {
-        lr: _train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}", init) for lr in config.lrs
-    }
-    record["per_lr"] = {f"{lr:g}": r["summary"] for lr, r in results.items()}
+    results = _search_lrs(config, batches, run_dir, init)
+    record["per_lr"] = {f"{lr:g}": r["summary"] for lr, r in sorted(results.items())}
+    record["lrs_tried"] = sorted(results)
     ok = {lr: r for lr, r in results.items() if r["summary"]["status"] == "completed"}
     if not ok:
         reasons = "; ".join(f"lr {lr:g}: {r['summary']['reason']}" for lr, r in results.items())
         raise DivergedError(f"every learning rate failed ({reasons})")
-    best_lr = min(ok, key=lambda lr: ok[lr]["summary"]["best_val_rel_l2"])
+    best_lr = _best_lr(ok)
+    record["lr_at_edge"] = grid_edge(best_lr, list(results))
     best_dir = run_dir / f"lr-{best_lr:g}" / "best"
     distributed.barrier()  # rank 0 may still be writing the best checkpoint every rank reads
     model, _, norm = load_checkpoint(best_dir, device)
     best = ok[best_lr]
+    record["budget"] = _budget_record(config, best)
+    record["converged"] = best["summary"]["converged"]
     trainable = best["summary"]["trainable_parameters"]
     _finish(record, model, best["cmap"], norm, batches, best_lr, best["history"], trainable)
     record["checkpoint"] = str(run_dir / "checkpoint")
     if distributed.is_main():
         _publish_checkpoint(best_dir, run_dir / "checkpoint", record)
+
+
+# -- learning-rate search ------------------------------------------------------------------------
+LADDER = (1.0, 3.0)  # learning rates the grid grows by: 1e-4, 3e-4, 1e-3, 3e-3, ...
+
+
+def _search_lrs(config: RunConfig, batches: BatchCache, run_dir: Path, init) -> dict:
+    """Train every rate of ``config.lrs``; then, up to ``config.lr_extend`` times, while the
+    best rate (on validation) is the largest or smallest rate tried, train the next rate past
+    that edge (``next_lr``). Every decision depends only on finished runs, so a resumed run
+    makes the same ones. Returns {lr: result of ``_train_one_lr``}."""
+    results: dict[float, dict] = {}
+    grid = list(config.lrs)
+    for _ in range(config.lr_extend + 1):
+        for lr in grid:
+            if lr not in results:
+                results[lr] = _train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}", init)
+        ok = {lr: r for lr, r in results.items() if r["summary"]["status"] == "completed"}
+        if not ok:
+            break
+        best = _best_lr(ok)
+        edge = grid_edge(best, list(results))
+        if edge is None:
+            break
+        grid = [
+            next_lr(best, up) for up in ((True, False) if edge == "both" else (edge == "high",))
+        ]
+        grid = [lr for lr in grid if lr not in results]
+        if not grid:
+            break
+    return results
+
+
+def _best_lr(ok: dict) -> float:
+    """The rate with the lowest best validation error (ties: the smaller rate)."""
+    return min(sorted(ok), key=lambda lr: ok[lr]["summary"]["best_val_rel_l2"])
+
+
+def grid_edge(lr: float, tried: list[float]) -> str | None:
+    """Where ``lr`` sits in the rates tried (diverged ones included: a rate that diverged
+    bounds the search): "high", "low", "both" (the only one) or None (inside)."""
+    high, low = lr >= max(tried), lr <= min(tried)
+    if high and low:
+        return "both"
+    return "high" if high else "low" if low else None
+
+
+def next_lr(lr: float, up: bool) -> float:
+    """The next rate past ``lr`` on the ladder 1, 3, 10, 30, ... x 10^k, at least a factor of
+    1.5 away: 3e-3 -> 1e-2 upwards, 1e-3 -> 3e-4 downwards (a factor of about 3; from a rate
+    off the ladder, the nearest ladder rate that far)."""
+    k = math.floor(math.log10(lr)) - 2
+    ladder = [m * 10.0**e for e in range(k, k + 5) for m in LADDER]
+    ladder = [float(f"{x:.12g}") for x in ladder]
+    if up:
+        return min(x for x in ladder if x >= 1.5 * lr * (1 - 1e-9))
+    return max(x for x in ladder if x <= lr / 1.5 * (1 + 1e-9))
+
+
+def _budget_record(config: RunConfig, best: dict) -> dict:
+    """The selected rate's budget: the rule, what was planned and what was run."""
+    plan, summary = best["plan"], best["summary"]
+    rule = "steps" if config.steps is not None else "patience" if config.patience else "epochs"
+    return {
+        "rule": rule,
+        "batch": plan["batch"],
+        "steps_per_epoch": plan["per_epoch"],
+        "epochs": plan["epochs"],
+        "steps": plan["steps"],
+        "patience": config.patience,
+        "epochs_run": summary["epochs"],
+        "steps_run": summary["steps"],
+        "stopped_early": summary["stopped_early"],
+    }
 
 
 def _finish(record, model, cmap, norm, batches: BatchCache, lr, history, trainable) -> None:
@@ -295,10 +371,12 @@ def _train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Pat
         "best_val_rel_l2": info["best"],
         "epochs": info["epoch"],
         "steps": info["step"],
+        "stopped_early": info.get("stopped_early", False),
+        "converged": converged(info["history"], plan["epochs"], info.get("stopped_early", False)),
         "trainable_parameters": sum(p.numel() for p in params),
         "trainable_names": len(trainable),
     }
-    return {"summary": summary, "history": info["history"], "cmap": cmap}
+    return {"summary": summary, "history": info["history"], "cmap": cmap, "plan": plan}
 
 
 def _fit(config: RunConfig, t: _Training, lr: float, info: dict, lr_dir: Path, card) -> None:
@@ -322,8 +400,12 @@ def _fit(config: RunConfig, t: _Training, lr: float, info: dict, lr_dir: Path, c
                 continue  # state is saved on validation epochs; a resume replays from there
             if info["history"][-1]["val_rel_l2"] < info["best"]:
                 info["best"] = info["history"][-1]["val_rel_l2"]
+                info["best_epoch"] = info["epoch"]
                 if main:
                     save_checkpoint(lr_dir / "best", t.model, card)
+            if _out_of_patience(config, info):
+                info["stopped_early"] = True
+                info["status"] = "completed"
             if info["epoch"] >= t.plan["epochs"]:
                 info["status"] = "completed"
             if main:
@@ -336,6 +418,35 @@ def _fit(config: RunConfig, t: _Training, lr: float, info: dict, lr_dir: Path, c
         bar.close()
 
 
+def _out_of_patience(config: RunConfig, info: dict) -> bool:
+    """Whether ``config.patience`` epochs have passed since the best validation error."""
+    if config.patience is None:
+        return False
+    return info["epoch"] - info.get("best_epoch", 0) >= config.patience
+
+
+STILL_IMPROVING = 0.10  # validation gain over the budget's second half that counts as improving
+
+
+def converged(history: list[dict], epochs: int, stopped_early: bool = False) -> bool | None:
+    """Whether training had stopped improving by the end of its budget.
+
+    If the validation error falls like a power of the steps, err(t) ~ t^(-alpha), the gain
+    over the second half of a budget, 1 - err(T) / err(T/2), is the gain that doubling the
+    budget would bring. So a run counts as converged when its best validation error improved
+    by less than STILL_IMPROVING over the second half of its epochs:
+    min(val, epoch > E/2) >= (1 - STILL_IMPROVING) min(val, epoch <= E/2), or when patience
+    stopped it. False: still improving (the budget limited the result). None: too few
+    validations on either side of E/2 to tell."""
+    if stopped_early:
+        return True
+    early = [h["val_rel_l2"] for h in history if h["epoch"] <= epochs / 2]
+    late = [h["val_rel_l2"] for h in history if h["epoch"] > epochs / 2]
+    if not early or not late:
+        return None
+    return bool(min(late) >= (1 - STILL_IMPROVING) * min(early))
+
+
 def _plan(config: RunConfig, n_train: int) -> dict:
     batch = config.batch_for(n_train)
     per_epoch = math.ceil(n_train / batch)
@@ -344,6 +455,8 @@ def _plan(config: RunConfig, n_train: int) -> dict:
     else:
         epochs, steps = config.epochs, config.epochs * per_epoch
     every = max(1, math.ceil(epochs / MAX_EVALUATIONS))
+    if config.patience is not None:  # validate often enough to notice a plateau in time
+        every = min(every, max(1, config.patience // 4))
     return {
         "batch": batch,
         "per_epoch": per_epoch,

@@ -1,0 +1,188 @@
+"""The report's headline: one sentence that says what pre-training saved, and how that was
+measured, or plainly why there is nothing to headline.
+
+Rules (each is tested):
+
+- the target is the mean (over seeds) test error of a fine-tune curve at the smallest N where
+  it is below 1 (a relative L2 error of 1 is what predicting zero scores) and below the
+  error of the same pre-trained model used zero-shot: a fine-tune result that zero-shot
+  already beats, or that is worse than predicting zero, is never headlined;
+- among the fine-tune curves of a task that have a scratch curve of the same model, the one
+  whose target comes at the smallest N (ties: the lower error) is headlined;
+- the scratch N needed for the target is interpolated (log N linear in log error, on the
+  running minimum over N) between two sizes that were run, and the sentence names both with
+  their errors; where scratch reaches it at its smallest size, or never, it says so;
+- the sentence states the seeds (a single seed has no spread: it says "one seed"), the
+  budget rule and the learning rates tried, and counts the runs behind it that were
+  budget-limited or chose a learning rate at the edge of the rates tried.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pdefm.report.names import pretraining_title, row_task_title
+from pdefm.report.savings import AT_MOST, EXACT, monotone, n_to_reach, sig
+from pdefm.report.table import Curve, CurveKey, by_task
+
+NO_HEADLINE = "no task has both scratch and fine-tune results yet"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A headlined comparison: the fine-tune and scratch curves, the zero-shot error of the
+    pre-trained model on the task (None: not evaluated), and the target N and error."""
+
+    finetune: Curve
+    scratch: Curve
+    zero_shot: float | None
+    n: int
+    error: float
+
+
+def _scratch_of(curves: list[Curve], model: str) -> Curve | None:
+    return next((c for c in curves if c.key.method == "scratch" and c.key.model == model), None)
+
+
+def _zero_shot_of(curves: list[Curve], key: CurveKey) -> float | None:
+    """Mean zero-shot error of the stage ``key.init`` on the task (None if not evaluated)."""
+    for c in curves:
+        if c.key.method == "zero-shot" and c.key.init == key.init:
+            return float(np.mean([e for es in c.errors.values() for e in es]))
+    return None
+
+
+def _target(ft: Curve, ceiling: float) -> tuple[int, float] | None:
+    """(N, mean error) at the smallest N where the fine-tune mean error is below ``ceiling``."""
+    for n, err in zip(ft.sizes(), ft.mean(), strict=True):
+        if err < ceiling:
+            return int(n), float(err)
+    return None
+
+
+def pick(curves: list[Curve]) -> Pick | str:
+    """The comparison to headline among one task's curves, or the reason there is none."""
+    pairs = [
+        (c, s)
+        for c in curves
+        if c.key.method == "finetune" and (s := _scratch_of(curves, c.key.model)) is not None
+    ]
+    if not pairs:
+        return NO_HEADLINE
+    picks = []
+    for ft, sc in pairs:
+        zs = _zero_shot_of(curves, ft.key)
+        target = _target(ft, min(1.0, zs if zs is not None else math.inf))
+        if target is not None:
+            picks.append(Pick(ft, sc, zs, *target))
+    if picks:
+        return min(picks, key=lambda p: (p.n, p.error))
+    return _why_none(pairs, curves)
+
+
+def _why_none(pairs: list[tuple[Curve, Curve]], curves: list[Curve]) -> str:
+    best = min(float(np.min(ft.mean())) for ft, _ in pairs)
+    if best >= 1.0:
+        return (
+            f"no fine-tuned model got below 100% test error (best {sig(100 * best)}%): worse "
+            "than predicting zero, so there is nothing to headline"
+        )
+    zero = [z for ft, _ in pairs if (z := _zero_shot_of(curves, ft.key)) is not None]
+    return (
+        f"fine-tuning did not beat the pre-trained model used zero-shot "
+        f"({sig(100 * min(zero))}% test error) at any N run, so there is nothing to headline"
+    )
+
+
+def _pct(x: float) -> str:
+    return f"{sig(100 * x)}%"
+
+
+def _scratch_part(p: Pick) -> str:
+    """How many examples scratch needed for the target, and how that N was found."""
+    n, err = p.scratch.sizes(), p.scratch.mean()
+    m, found = n_to_reach(n, err, p.error)
+    if found == EXACT:
+        ns, es = monotone(n, err)
+        j = int(np.flatnonzero(es <= p.error)[0])
+        return (
+            f"training from scratch needed about {m:.0f} (interpolated between N={ns[j - 1]:.0f}"
+            f" at {_pct(es[j - 1])} and N={ns[j]:.0f} at {_pct(es[j])})"
+        )
+    if found == AT_MOST:
+        return (
+            f"training from scratch reached it with {m:.0f} examples too (its smallest N: "
+            f"{_pct(float(np.min(err[:1])))}), so the savings are at most {m / p.n:.3g}x"
+        )
+    return (
+        f"training from scratch did not reach it with up to {m:.0f} examples (its best: "
+        f"{_pct(float(np.min(err)))}), so the savings are more than {m / p.n:.3g}x"
+    )
+
+
+def _seeds_text(curve: Curve, n: int) -> str:
+    k = len(curve.errors[n])
+    return "one seed, so no spread" if k == 1 else f"mean of {k} seeds"
+
+
+def _budget_text(rows: list[dict]) -> str:
+    """'200 epochs per run', 'up to 400 epochs (patience)', '300 steps per run'."""
+    rules = {r.get("budget_rule") or "" for r in rows}
+    epochs = sorted({r["epochs"] for r in rows if r.get("epochs") is not None})
+    steps = sorted({r["steps"] for r in rows if r.get("steps") is not None})
+    if rules == {"epochs"} and len(epochs) == 1:
+        text = f"{epochs[0]} epochs per run"
+    elif rules == {"patience"} and epochs:
+        text = f"{epochs[0]}-{epochs[-1]} epochs per run (stopped by patience or the cap)"
+    elif rules == {"steps"} and len(steps) == 1:
+        text = f"a flat {steps[0]} steps per run"
+    elif epochs:
+        text = f"{epochs[0]}-{epochs[-1]} epochs per run"
+    else:
+        return "budget not recorded"
+    if steps:
+        text += f" ({steps[0]}-{steps[-1]} optimiser steps)"
+    return text
+
+
+def _protocol_text(p: Pick) -> str:
+    rows = p.finetune.rows + p.scratch.rows
+    rates = sorted({float(x) for r in rows for x in str(r.get("lrs_tried") or "").split()})
+    lrs = ", ".join(f"{lr:g}" for lr in rates) if rates else "not recorded"
+    text = f"Budget: {_budget_text(rows)}; learning rate chosen on validation from {lrs}"
+    flagged = sum(r.get("converged") is False or bool(r.get("lr_at_edge")) for r in rows)
+    if flagged:
+        text += (
+            f"; {flagged} of the {len(rows)} runs behind it were budget-limited or chose a "
+            "learning rate at the edge of those tried (see Runs to check)"
+        )
+    return text + "."
+
+
+def sentence(p: Pick) -> str:
+    """The headline sentence of a pick."""
+    ft = p.finetune
+    mode = "" if ft.key.mode == "full" else f", mode {ft.key.mode}"
+    zs = "" if p.zero_shot is None else f"; zero-shot it scores {_pct(p.zero_shot)}"
+    source = pretraining_title(ft.key.init, ft.rows[0])
+    return (
+        f"On {row_task_title(ft.rows[0])} ({ft.key.model}, fine-tuned from {source}"
+        f"{mode}): fine-tuning reached {_pct(p.error)} test error with {p.n} examples "
+        f"({_seeds_text(ft, p.n)}{zs}); {_scratch_part(p)}. {_protocol_text(p)}"
+    )
+
+
+def headline_from_curves(curves: dict[CurveKey, Curve]) -> str:
+    """The headline of the first task (by name) with something to headline; else the first
+    task's reason why not (or NO_HEADLINE)."""
+    reasons = []
+    for group in by_task(curves).values():
+        chosen = pick(group)
+        if isinstance(chosen, Pick):
+            return sentence(chosen)
+        if chosen != NO_HEADLINE:
+            reasons.append(f"On {row_task_title(group[0].rows[0])}: {chosen}")
+    return reasons[0] if reasons else NO_HEADLINE
