@@ -32,6 +32,7 @@ downstream:
   modes: [full, head]
   models: [fno-micro]
   lrs: [0.003]
+  lr_extend: 0
   seeds: [0, 1]
   steps: 10
   zero_shot: true

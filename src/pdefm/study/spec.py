@@ -601,6 +601,10 @@ def _lr_grid(check, fields: dict, where: str, default_extend: int) -> dict:
     past the edge where the best rate sits."""
     item = fields.get("lrs")
     auto = item is not None and item.value == "auto"
+    if item is not None and isinstance(item.value, str) and not auto:
+        check.fail(
+            item, f"{where}.lrs must be a list of learning rates or auto, got {item.value!r}"
+        )
     lrs = list(AUTO_LRS) if auto else _lrs(check, item, f"{where}.lrs")
     extend = AUTO_EXTEND if auto else default_extend
     if "lr_extend" in fields:
