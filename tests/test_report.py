@@ -223,7 +223,7 @@ def test_write_report_fixture(tmp_path):
     assert out["headline"] in md
     for name in names:
         assert f"]({name})" in md
-    assert "failed" in md and "poisson_10-20" in md
+    assert "failed" in md and "Poisson, e in [10, 20]" in md
     with open(out["csv"], newline="") as fh:
         table = list(csv.reader(fh))
     assert len(table) == len(rows) + 1 and table[0][0] == "run_id"

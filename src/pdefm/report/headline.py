@@ -144,7 +144,8 @@ def _budget_text(rows: list[dict]) -> str:
     else:
         return "budget not recorded"
     if steps:
-        text += f" ({steps[0]}-{steps[-1]} optimiser steps)"
+        span = f"{steps[0]}" if steps[0] == steps[-1] else f"{steps[0]}-{steps[-1]}"
+        text += f" ({span} optimiser steps)"
     return text
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 
+from pdefm.report.names import PARAMETER_NAMES, task_title
 from pdefm.report.table import usable_rows
 
 EDGE_WORDS = {"high": "largest tried", "low": "smallest tried", "both": "only one tried"}
@@ -110,7 +111,10 @@ def _dataset_rows(datasets: dict[str, dict]) -> list[list[str]]:
             members = ", ".join(f"{m} ({w:g})" for m, w in d.get("members", {}).items())
             kind, grid = f"mixture of {members}", "-"
         else:
-            kind = f"{d['family']}, parameter in [{d.get('low'):g}, {d.get('high'):g}]"
+            kind = task_title(
+                d["family"], PARAMETER_NAMES.get(d["family"], "parameter"), d.get("low"),
+                d.get("high"),
+            )  # fmt: skip
             grid = f"{d.get('resolution')} x {d.get('resolution')}"
         counts = " / ".join(str(d.get(k, "-")) for k in ("n_train", "n_val", "n_test"))
         out.append([name, kind, grid, counts, str(d.get("seed", "-"))])

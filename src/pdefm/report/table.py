@@ -154,14 +154,17 @@ def by_task(curves: dict[CurveKey, Curve]) -> dict[str, list[Curve]]:
     return dict(sorted(out.items()))
 
 
-def summary_rows(curves: dict[CurveKey, Curve]) -> list[list[str]]:
-    """Rows of the summary table: task, method, model, N, seeds, mean +- sd of test rel L2."""
+def summary_rows(curves: dict[CurveKey, Curve], names=None) -> list[list[str]]:
+    """Rows of the summary table: task, method, model, N, seeds, mean +- sd of test rel L2
+    (sd "n/a" for one seed). ``names(curve) -> [task, method]`` words the first two cells
+    (default: the curve key's short names)."""
     out = []
     for key, curve in curves.items():
+        first = names(curve) if names else [key.task, key.label(with_model=False)]
         for n in sorted(curve.errors):
             e = np.array(curve.errors[n])
             sd = f"{float(e.std(ddof=1)):.2g}" if e.size > 1 else "n/a"  # one seed: no spread
-            cells = [key.task, key.label(with_model=False), key.model, str(n), str(e.size)]
+            cells = [*first, key.model, str(n), str(e.size)]
             out.append(cells + [f"{e.mean():.4g} ± {sd}"])
     return out
 

@@ -9,6 +9,7 @@ from pdefm.report import figures, mixed
 from pdefm.report.analysis import fits_by_curve, savings_by_curve
 from pdefm.report.fits import PowerLawFit
 from pdefm.report.headline import headline_from_curves
+from pdefm.report.names import method_label, row_task_title
 from pdefm.report.render import to_html, to_markdown
 from pdefm.report.setup import flags_blocks, setup_blocks
 from pdefm.report.table import (
@@ -47,6 +48,13 @@ def _n_text(n: float, found: str) -> str:
     return f"{prefix}{n:.4g}"
 
 
+def _names(curve) -> list[str]:
+    """A curve's task and method in words: "Poisson, e in [5, 10]", "fine-tuned from ..."."""
+    row = curve.rows[0] if curve.rows else None
+    task = row_task_title(row) if row else curve.key.task
+    return [task, method_label(curve.key, row, with_model=False)]
+
+
 def _savings_rows(savings) -> list[list[str]]:
     """Rows of the savings table."""
     out = []
@@ -56,7 +64,7 @@ def _savings_rows(savings) -> list[list[str]]:
             n_f = _n_text(r["n_finetune"], r["finetune_found"])
             key = ft.key
             target = f"{r['target']:.4g}"
-            out.append([key.task, key.label(False), key.model, target, n_s, n_f, r["text"]])
+            out.append([*_names(ft), key.model, target, n_s, n_f, r["text"]])
     return out
 
 
@@ -72,7 +80,7 @@ def _ci_text(fit: PowerLawFit, name: str) -> str:
 def _fits_rows(fits) -> list[list[str]]:
     """Rows of the scaling-law table."""
     return [
-        [c.key.task, c.key.label(with_model=False), c.key.model]
+        [*_names(c), c.key.model]
         + [_ci_text(f, k) for k in "abc"]
         + [f.bootstrap, f"{f.n_points} / {f.n_seeds}"]
         for c, f in fits
@@ -101,7 +109,7 @@ def _curve_sections(curves, out: Path) -> tuple[list, list]:
         "No completed downstream runs yet.",
     )
     header = ["task", "method", "model", "N", "seeds", "test rel L2 (mean ± sd)"]
-    b.append(("table", header, summary_rows(curves)))
+    b.append(("table", header, summary_rows(curves, _names)))
     b += [("h2", "Data savings"), ("p", SAVINGS_NOTE)]
     header = ["task", "fine-tune", "model", "target", "N scratch", "N fine-tune", "savings"]
     b.append(("table", header, _savings_rows(savings)))
