@@ -22,7 +22,7 @@ def test_fit_power_law_recovers_law_and_ci_contains_truth():
     seeds = np.repeat([0, 1, 2], len(SIZES))
     err = (2.0 * n**-0.5 + 0.01) * np.exp(0.02 * rng.standard_normal(n.size))
     fit = fit_power_law(n, err, seeds)
-    assert fit.bootstrap == "seeds" and fit.n_seeds == 3
+    assert fit.interval == "95% CI" and fit.n_seeds == 3
     assert abs(fit.b - 0.5) < 0.1
     assert abs(fit.a - 2.0) < 0.3 and 0.0 <= fit.c < 0.03
     for name, truth in (("a", 2.0), ("b", 0.5), ("c", 0.01)):
@@ -30,11 +30,11 @@ def test_fit_power_law_recovers_law_and_ci_contains_truth():
         assert lo <= truth <= hi, (name, lo, hi)
 
 
-def test_fit_power_law_exact_and_one_seed_bootstraps_points():
+def test_fit_power_law_exact_and_one_seed_has_no_interval():
     n = np.array(SIZES, dtype=float)
-    fit = fit_power_law(n, 3.0 * n**-0.7)  # c = 0 is on the grid: exact recovery
-    assert fit.bootstrap == "points"
-    assert fit.c == 0.0 and fit.b == pytest.approx(0.7, abs=1e-9)
+    fit = fit_power_law(n, 3.0 * n**-0.7)  # noiseless: exact recovery
+    assert fit.interval == "none" and fit.ci == {}
+    assert fit.c == pytest.approx(0.0, abs=1e-12) and fit.b == pytest.approx(0.7, abs=1e-9)
     assert fit.a == pytest.approx(3.0, rel=1e-9)
 
 
