@@ -42,14 +42,10 @@ def savings_by_curve(curves: dict[CurveKey, Curve]) -> list[tuple[Curve, Curve, 
 
 
 def fits_by_curve(
-    curves: dict[CurveKey, Curve], n_boot: int = 200
+    curves: dict[CurveKey, Curve],
 ) -> list[tuple[Curve, PowerLawFit]]:
     """A scaling law per scratch / fine-tune curve (zero-shot has no N to scale with)."""
-    return [
-        (c, fit_power_law(*c.points(), n_boot=n_boot))
-        for c in curves.values()
-        if c.key.method != "zero-shot"
-    ]
+    return [(c, fit_power_law(*c.points())) for c in curves.values() if c.key.method != "zero-shot"]
 
 
 def shift(row: dict) -> float:

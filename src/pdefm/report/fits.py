@@ -541,14 +541,13 @@ def _intervals(n, err, seeds, s: Sizes, theta: np.ndarray, level: float):
     return (ci, "per-seed", "range") if ci else ({}, "none", "none")
 
 
-def fit_power_law(n, err, seeds=None, n_boot=None, level: float = LEVEL, rng=None) -> PowerLawFit:
+def fit_power_law(n, err, seeds=None, level: float = LEVEL) -> PowerLawFit:
     """Fit err(N) = a N^(-b) + c to runs (N_i, err_i) by least squares in log error.
 
     ``seeds`` labels each run. With at least MIN_SEEDS seeds and MIN_SIZES distinct N, ``ci``
     holds ``level`` profile-likelihood confidence intervals (see the module doc); with fewer,
     but two seeds or more, the min-max of the pooled and per-seed fits, marked "range"; with
-    one seed, nothing. NaNs with fewer than two sizes. Deterministic. ``n_boot`` and ``rng``
-    are accepted for older callers and ignored: nothing is resampled.
+    one seed, nothing. NaNs with fewer than two sizes. Deterministic.
     """
     n, err, seeds = _clean(n, err, seeds)
     n_seeds, runs = int(np.unique(seeds).size), int(n.size)

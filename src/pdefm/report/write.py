@@ -7,7 +7,7 @@ from pathlib import Path
 from pdefm.checks import check_output_dir
 from pdefm.report import figures, mixed
 from pdefm.report.analysis import fits_by_curve, savings_by_curve
-from pdefm.report.fits import PowerLawFit
+from pdefm.report.fits import FITS_NOTE, PowerLawFit
 from pdefm.report.headline import headline_from_curves
 from pdefm.report.names import method_label, row_task_title
 from pdefm.report.render import to_html, to_markdown
@@ -29,12 +29,10 @@ SAVINGS_NOTE = (
     "(running minimum over N). '> x': scratch never reaches the target by its largest N, or "
     "fine-tuning already reaches it at its smallest N; '< x': the reverse."
 )
-FITS_NOTE = (
-    "err(N) = a N^(-b) + c fitted per curve to every run: c on a grid in [0, min err) (50 values "
-    "incl. 0, refined once around the best), a and b by least squares of log(err - c) on log N, "
-    "the c with the lowest squared error in log(err) kept; c = 0 with fewer than 3 sizes. "
-    "95% percentile intervals from 200 bootstrap refits resampling seeds with replacement, or "
-    "single (N, err) points when a curve has one seed (column 'bootstrap')."
+FLOOR_NOTE = (
+    "'floor at its bound': the fitted offset c takes up (nearly) all of the error at the "
+    "largest N, or the exponent b hit its limit: the curve has flattened within the sizes "
+    "run and a, b describe only its first points."
 )
 SHIFT_NOTE = (
     "Shift = |midpoint of the task range - midpoint of the pre-training range| / width of the "
@@ -69,12 +67,15 @@ def _savings_rows(savings) -> list[list[str]]:
 
 
 def _ci_text(fit: PowerLawFit, name: str) -> str:
-    """'0.51 [0.47, 0.54]' or just the value when there is no interval."""
+    """'0.51 [0.47, 0.54]' (a 95% CI), '0.51 (range 0.4 to 0.6)' (a range, not a CI) or
+    just the value when there is neither."""
     value = f"{getattr(fit, name):.3g}"
-    if name not in fit.ci:
+    if name not in fit.ci or fit.interval == "none":
         return value
     lo, hi = fit.ci[name]
-    return f"{value} [{lo:.3g}, {hi:.3g}]"
+    if fit.interval == "95% CI":
+        return f"{value} [{lo:.3g}, {hi:.3g}]"
+    return f"{value} (range {lo:.3g} to {hi:.3g})"
 
 
 def _fits_rows(fits) -> list[list[str]]:
@@ -82,7 +83,7 @@ def _fits_rows(fits) -> list[list[str]]:
     return [
         [*_names(c), c.key.model]
         + [_ci_text(f, k) for k in "abc"]
-        + [f.bootstrap, f"{f.n_points} / {f.n_seeds}"]
+        + [f.interval, "yes" if f.c_at_bound else "no", f"{f.n_points} / {f.n_seeds}"]
         for c, f in fits
     ]
 
@@ -121,8 +122,9 @@ def _curve_sections(curves, out: Path) -> tuple[list, list]:
         "No task has both a scratch and a fine-tune curve of one model.",
     )
     b += [("h2", "Scaling-law fits"), ("p", FITS_NOTE)]
-    header = ["task", "method", "model", "a [95% CI]", "b [95% CI]", "c [95% CI]"]
-    b.append(("table", header + ["bootstrap", "runs / seeds"], _fits_rows(fits_by_curve(curves))))
+    header = ["task", "method", "model", "a", "b", "c", "interval", "floor at its bound"]
+    b.append(("table", header + ["runs / seeds"], _fits_rows(fits_by_curve(curves))))
+    b.append(("p", FLOOR_NOTE))
     return b, [f1, f2]
 
 

@@ -119,9 +119,10 @@ def run_study(
     with directory_lock(root, busy):
         _copy_spec(study.path, root / "study.yaml")
         write_plan(study, root)
-        record_invocation(root, command)
         # again under the lock: another runner may have finished runs since the check above
         todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
+        if todo or refine is not None:  # provenance of runs: a call with nothing to do adds none
+            record_invocation(root, command)
         bar = tqdm(
             total=len(study.runs),
             initial=len(study.runs) - len(todo),
