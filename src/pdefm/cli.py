@@ -612,7 +612,7 @@ def _add_demo(sub) -> None:
         "demo",
         help="run the embedded demo study end to end on CPU",
         description="Pre-train a small FNO (fno-micro, 16 x 16 grids) on Poisson e in [1, 5], "
-        "then fine-tune it and train from scratch on e in [5, 10] with 8 to 64 examples, three "
+        "then fine-tune it and train from scratch on e in [5, 10] with 4 to 32 examples, three "
         "seeds, 800 epochs a run and the learning rate searched on validation; write the "
         "report and print the headline (under 5 minutes on 2 CPU cores). A second call "
         "returns at once from the cache.",
