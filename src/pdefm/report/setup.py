@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 
-from pdefm.report.names import PARAMETER_NAMES, task_title
-from pdefm.report.table import usable_rows
+from pdefm.report.names import PARAMETER_NAMES, method_label, row_task_title, task_title
+from pdefm.report.table import curve_key, usable_rows
 
 EDGE_WORDS = {"high": "largest tried", "low": "smallest tried", "both": "only one tried"}
 FLAGS_NOTE = (
@@ -192,8 +192,8 @@ def flags_blocks(rows: list[dict], refine_hint: str) -> list:
     header += ["budget-limited", "lr at edge", "test rel L2"]
     body = [
         [
-            r["task"],
-            r["method"] if r["method"] == "scratch" else f"{r['method']} {r['init']}",
+            row_task_title(r),
+            method_label(curve_key(r), r, with_model=False),
             r["model"],
             str(r["n_train"]),
             str(r["seed"]),

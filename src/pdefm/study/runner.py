@@ -324,6 +324,9 @@ def execute(study_path: Path, run_id: str, root: Path, progress: bool = False) -
         "status": record["status"],
         "test": record.get("test"),
         "reason": record.get("reason"),
+        "lr": record.get("selected_lr"),
+        "converged": record.get("converged"),
+        "lr_at_edge": record.get("lr_at_edge"),
         "seconds": time.perf_counter() - start,
     }
 
@@ -332,9 +335,15 @@ def _summary(run: StudyRun, result: dict) -> str:
     labels = ", ".join(
         f"{k} {v}"
         for k, v in run.labels.items()
-        if k not in ("family", "task_low", "task_high", "low", "high")
+        if k not in ("family", "task_low", "task_high", "low", "high", "init_family")
     )
     if result["status"] != "completed":
         return f"  {run.kind}: {labels}: FAILED ({result.get('reason')})"
     err = f": test rel L2 {result['test']['rel_l2']:.4g}" if result.get("test") else ""
+    if result.get("lr") is not None:
+        err += f", lr {result['lr']:g}"
+    if result.get("lr_at_edge"):
+        err += " (at the edge of the rates tried)"
+    if result.get("converged") is False:
+        err += ", still improving at the end"
     return f"  {run.kind}: {labels}{err} ({result['seconds']:.1f} s)"
