@@ -241,3 +241,14 @@ def test_write_report_single_model_says_why(tmp_path):
 def test_import_does_not_pull_torch():
     code = "import sys, pdefm.report; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_savings_targets_zero_shot_already_reaches_are_marked(tmp_path):
+    rows = [row("t", "scratch", n, 0.5 * (n / 8) ** -0.5, seed=s) for n in SIZES for s in (0, 1)]
+    rows += [row("t", "finetune", n, 0.1 * (n / 8) ** -0.5, seed=s) for n in SIZES for s in (0, 1)]
+    rows.append(row("t", "zero-shot", 0, 0.3))
+    md = write_report(rows, tmp_path)["markdown"].read_text()
+    lines = [line for line in md.splitlines() if line.startswith("| Poisson, e in [5, 10] | fine")]
+    marked = [line for line in lines if "zero-shot already reaches it (0.3)" in line]
+    # scratch's targets 0.5 and 0.354 lie above the zero-shot error; 0.25 and below do not
+    assert [line.split(" | ")[3] for line in marked] == ["0.5", "0.3536"]

@@ -13,6 +13,7 @@ from pdefm.report.names import method_label, row_task_title
 from pdefm.report.render import to_html, to_markdown
 from pdefm.report.setup import flags_blocks, setup_blocks
 from pdefm.report.table import (
+    CurveKey,
     build_curves,
     by_task,
     failed_rows,
@@ -53,16 +54,33 @@ def _names(curve) -> list[str]:
     return [task, method_label(curve.key, row, with_model=False)]
 
 
-def _savings_rows(savings) -> list[list[str]]:
+def _zero_shot_error(curves, key) -> float | None:
+    """Mean zero-shot error on ``key.task`` of the stage ``key`` was fine-tuned from."""
+    zs = curves.get(CurveKey(key.task, "zero-shot", key.init, "zero-shot", key.model))
+    return None if zs is None else float(zs.mean().mean())
+
+
+def _target_note(target: float, zero_shot: float | None) -> str:
+    """Why a savings factor at this target says little: predicting zero or the pre-trained
+    model used as is (zero-shot, no downstream example) already does as well."""
+    if target >= 1:
+        return "above 100%: predicting zero does as well"
+    if zero_shot is not None and target >= zero_shot:
+        return f"zero-shot already reaches it ({zero_shot:.4g})"
+    return ""
+
+
+def _savings_rows(savings, curves) -> list[list[str]]:
     """Rows of the savings table."""
     out = []
     for ft, _, res in savings:
+        zero_shot = _zero_shot_error(curves, ft.key)
         for r in res:
             n_s = _n_text(r["n_scratch"], r["scratch_found"])
             n_f = _n_text(r["n_finetune"], r["finetune_found"])
-            key = ft.key
             target = f"{r['target']:.4g}"
-            out.append([*_names(ft), key.model, target, n_s, n_f, r["text"]])
+            note = _target_note(r["target"], zero_shot)
+            out.append([*_names(ft), ft.key.model, target, n_s, n_f, r["text"], note])
     return out
 
 
@@ -113,7 +131,7 @@ def _curve_sections(curves, out: Path) -> tuple[list, list]:
     b.append(("table", header, summary_rows(curves, _names)))
     b += [("h2", "Data savings"), ("p", SAVINGS_NOTE)]
     header = ["task", "fine-tune", "model", "target", "N scratch", "N fine-tune", "savings"]
-    b.append(("table", header, _savings_rows(savings)))
+    b.append(("table", header + ["note"], _savings_rows(savings, curves)))
     f2 = _figure_or_note(
         b,
         bool(savings),
