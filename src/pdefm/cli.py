@@ -530,6 +530,18 @@ def _add_study(sub) -> None:
     plan = verbs.add_parser("plan", help="print the expanded runs and what is already done")
     plan.add_argument("file", help="study YAML")
     plan.add_argument("--out", help="study directory (default: ./NAME, the study's name)")
+    plan.add_argument(
+        "--estimate",
+        action="store_true",
+        help="also time one training step of each model, grid and batch the study uses and "
+        "print how long its training should take here (a few seconds to measure)",
+    )
+    plan.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --estimate: the --workers you will run with (default 1)",
+    )
     plan.set_defaults(run=_run_study_plan)
     run = verbs.add_parser("run", help="run what is missing (data -> pre-train -> downstream)")
     run.add_argument("file", help="study YAML")
@@ -628,14 +640,25 @@ def _add_demo(sub) -> None:
 
 
 def _run_study_plan(args: argparse.Namespace) -> int:
+    from pdefm.checks import check_int
+    from pdefm.study.estimate import estimate_seconds, plan_work, summary_lines
     from pdefm.study.runner import check_study_dir, plan_lines, study_dir_for
     from pdefm.study.spec import load_study
 
+    check_int(args.workers, "--workers", minimum=1)
     study = load_study(args.file)
     root = study_dir_for(study, args.out)
     check_study_dir(root, study)  # the folder `study run` would refuse; plan writes nothing
     print(f"study {study.name} -> {root}")
     print("\n".join(plan_lines(study, root)))
+    works = plan_work(study)
+    seconds = None
+    if args.estimate:  # timed with the threads each of the --workers processes would get
+        from pdefm.threads import apply_threads, choose_threads
+
+        apply_threads(choose_threads(workers=args.workers))
+        seconds = estimate_seconds(works)
+    print("\n".join(summary_lines(works, seconds, args.workers)))
     return 0
 
 
