@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- first call (data, pre-training, {counts['runs']} downstream runs, report): "
         f"{first:.0f} s (target < {TARGET_SECONDS} s on 2 quiet cores: {verdict}); second "
         f"call (cached): {second:.1f} s",
-        f"- converged (validation gained < 10% over the second half of the epochs): "
+        f"- converged (validation gained < 5% over the second half of the epochs): "
         f"{counts['converged']} of {counts['trained']} trained runs; chosen learning rate at "
         f"the edge of those tried: {counts['edge']}",
         f"- headline: {headline}",

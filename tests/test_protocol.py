@@ -61,7 +61,9 @@ def test_converged_compares_the_two_halves_of_the_budget():
     # still falling: best of the second half 20% below the first half's best
     assert loop.converged(history([1, 0.5, 0.3, 0.25, 0.22, 0.2, 0.19, 0.18]), 8) is False
     # flat second half: converged, even though the last value is the best
-    assert loop.converged(history([1, 0.3, 0.2, 0.2, 0.199, 0.195, 0.193, 0.19]), 8) is True
+    assert loop.converged(history([1, 0.3, 0.2, 0.2, 0.199, 0.197, 0.195, 0.193]), 8) is True
+    # 7% better in the second half: still improving (doubling would likely gain more)
+    assert loop.converged(history([1, 0.3, 0.2, 0.2, 0.199, 0.19, 0.19, 0.186]), 8) is False
     assert loop.converged(history([1.0]), 8) is None  # nothing after the midpoint
     assert loop.converged(history([1, 0.5]), 8, stopped_early=True) is True
 

@@ -18,11 +18,12 @@ from pdefm.report.table import curve_key, usable_rows
 
 EDGE_WORDS = {"high": "largest tried", "low": "smallest tried", "both": "only one tried"}
 FLAGS_NOTE = (
-    "A run is budget-limited when its validation error still fell by 10% or more over the "
+    "A run is budget-limited when its validation error still fell by 5% or more over the "
     "second half of its epochs (if the error falls like a power of the steps, that is about "
-    "what doubling the budget would gain); its point is an upper bound on what the protocol "
-    "can reach. A learning rate at the edge is the largest or smallest rate tried after the "
-    "grid was extended as far as the study allows: a rate outside the grid may be better."
+    "what doubling the budget would gain; measured, doubling gained up to 1.5 times as much); "
+    "its point is an upper bound on what the protocol can reach. A learning rate at the edge "
+    "is the largest or smallest rate tried after the grid was extended as far as the study "
+    "allows: a rate outside the grid may be better."
 )
 
 

@@ -425,7 +425,10 @@ def _out_of_patience(config: RunConfig, info: dict) -> bool:
     return info["epoch"] - info.get("best_epoch", 0) >= config.patience
 
 
-STILL_IMPROVING = 0.10  # validation gain over the budget's second half that counts as improving
+# Validation gain over the budget's second half that counts as still improving. Measured on
+# the demo's data, doubling a budget moved the test error by up to 1.5 times that gain (a
+# cosine schedule flattens the end of every curve), so half of a 10% tolerance is used.
+STILL_IMPROVING = 0.05
 
 
 def converged(history: list[dict], epochs: int, stopped_early: bool = False) -> bool | None:
@@ -433,8 +436,9 @@ def converged(history: list[dict], epochs: int, stopped_early: bool = False) -> 
 
     If the validation error falls like a power of the steps, err(t) ~ t^(-alpha), the gain
     over the second half of a budget, 1 - err(T) / err(T/2), is the gain that doubling the
-    budget would bring. So a run counts as converged when its best validation error improved
-    by less than STILL_IMPROVING over the second half of its epochs:
+    budget would bring (in practice up to about 1.5 times more). So a run counts as converged
+    when its best validation error improved by less than STILL_IMPROVING over the second half
+    of its epochs:
     min(val, epoch > E/2) >= (1 - STILL_IMPROVING) min(val, epoch <= E/2), or when patience
     stopped it. False: still improving (the budget limited the result). None: too few
     validations on either side of E/2 to tell."""
