@@ -227,7 +227,7 @@ def test_write_report_fixture(tmp_path):
     with open(out["csv"], newline="") as fh:
         table = list(csv.reader(fh))
     assert len(table) == len(rows) + 1 and table[0][0] == "run_id"
-    assert out["headline"].startswith("On Poisson, e in [10, 20] (")
+    assert out["headline"].startswith("On Poisson, e in [5, 10] (")  # tasks in range order
 
 
 def test_write_report_single_model_says_why(tmp_path):
@@ -252,3 +252,11 @@ def test_savings_targets_zero_shot_already_reaches_are_marked(tmp_path):
     marked = [line for line in lines if "zero-shot already reaches it (0.3)" in line]
     # scratch's targets 0.5 and 0.354 lie above the zero-shot error; 0.25 and below do not
     assert [line.split(" | ")[3] for line in marked] == ["0.5", "0.3536"]
+
+
+def test_tasks_are_ordered_by_their_parameter_range():
+    from pdefm.report.table import build_curves, by_task
+
+    ranges = {"p_10-20": (10.0, 20.0), "p_2.5-7.5": (2.5, 7.5), "p_1-5": (1.0, 5.0)}
+    rows = [row(t, "scratch", 8, 0.5, task_range=r) for t, r in ranges.items()]
+    assert list(by_task(build_curves(rows))) == ["p_1-5", "p_2.5-7.5", "p_10-20"]

@@ -177,8 +177,8 @@ def sentence(p: Pick) -> str:
 
 
 def headline_from_curves(curves: dict[CurveKey, Curve]) -> str:
-    """The headline of the first task (by name) with something to headline; else the first
-    task's reason why not (or NO_HEADLINE)."""
+    """The headline of the first task (in ``by_task`` order: family, then parameter range)
+    with something to headline; else the first task's reason why not (or NO_HEADLINE)."""
     reasons = []
     for group in by_task(curves).values():
         chosen = pick(group)

@@ -147,11 +147,21 @@ def build_curves(rows: list[dict]) -> dict[CurveKey, Curve]:
 
 
 def by_task(curves: dict[CurveKey, Curve]) -> dict[str, list[Curve]]:
-    """Curves grouped by task name (sorted)."""
+    """Curves grouped by task, ordered by family, then by parameter range (so a shift ladder
+    reads [1, 5], [2.5, 7.5], [5, 10], [10, 20], not in the text order of the names), then
+    by name."""
     out: dict[str, list[Curve]] = defaultdict(list)
     for key, curve in curves.items():
         out[key.task].append(curve)
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items(), key=lambda item: _task_order(item[0], item[1])))
+
+
+def _task_order(task: str, curves: list[Curve]) -> tuple:
+    row = next((r for c in curves for r in c.rows), {})
+    low, high = row.get("task_low"), row.get("task_high")
+    numeric = _finite(low) and _finite(high)
+    return (str(row.get("family") or ""), not numeric, low if numeric else 0.0,
+            high if numeric else 0.0, task)  # fmt: skip
 
 
 def summary_rows(curves: dict[CurveKey, Curve], names=None) -> list[list[str]]:
