@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from pdefm.report.fits import PowerLawFit, fit_power_law
-from pdefm.report.headline import headline_from_curves
+from pdefm.report.headline import headline_from_curves, scratch_of
 from pdefm.report.savings import data_savings, default_targets
 from pdefm.report.table import Curve, CurveKey, build_curves, by_task
 
@@ -19,18 +19,13 @@ def headline(rows: list[dict]) -> str:
     return headline_from_curves(build_curves(rows))
 
 
-def _scratch_of(curves: list[Curve], model: str) -> Curve | None:
-    """The scratch curve of ``model`` among one task's curves."""
-    return next((c for c in curves if c.key.method == "scratch" and c.key.model == model), None)
-
-
 def savings_by_curve(curves: dict[CurveKey, Curve]) -> list[tuple[Curve, Curve, list[dict]]]:
     """For each fine-tune curve with a same-model scratch curve: (ft, scratch, savings at the
     errors scratch reaches at its sizes)."""
     out = []
     for group in by_task(curves).values():
         for ft in (c for c in group if c.key.method == "finetune"):
-            sc = _scratch_of(group, ft.key.model)
+            sc = scratch_of(group, ft.key.model)
             if sc is None:
                 continue
             targets = default_targets(sc.sizes(), sc.mean())

@@ -43,11 +43,12 @@ class Pick:
     error: float
 
 
-def _scratch_of(curves: list[Curve], model: str) -> Curve | None:
+def scratch_of(curves: list[Curve], model: str) -> Curve | None:
+    """The scratch curve of ``model`` among one task's curves."""
     return next((c for c in curves if c.key.method == "scratch" and c.key.model == model), None)
 
 
-def _zero_shot_of(curves: list[Curve], key: CurveKey) -> float | None:
+def zero_shot_of(curves: list[Curve], key: CurveKey) -> float | None:
     """Mean zero-shot error of the stage ``key.init`` on the task (None if not evaluated)."""
     for c in curves:
         if c.key.method == "zero-shot" and c.key.init == key.init:
@@ -68,13 +69,13 @@ def pick(curves: list[Curve]) -> Pick | str:
     pairs = [
         (c, s)
         for c in curves
-        if c.key.method == "finetune" and (s := _scratch_of(curves, c.key.model)) is not None
+        if c.key.method == "finetune" and (s := scratch_of(curves, c.key.model)) is not None
     ]
     if not pairs:
         return NO_HEADLINE
     picks = []
     for ft, sc in pairs:
-        zs = _zero_shot_of(curves, ft.key)
+        zs = zero_shot_of(curves, ft.key)
         target = _target(ft, min(1.0, zs if zs is not None else math.inf))
         if target is not None:
             picks.append(Pick(ft, sc, zs, *target))
@@ -90,7 +91,7 @@ def _why_none(pairs: list[tuple[Curve, Curve]], curves: list[Curve]) -> str:
             f"no fine-tuned model got below 100% test error (best {sig(100 * best)}%): worse "
             "than predicting zero, so there is nothing to headline"
         )
-    zero = [z for ft, _ in pairs if (z := _zero_shot_of(curves, ft.key)) is not None]
+    zero = [z for ft, _ in pairs if (z := zero_shot_of(curves, ft.key)) is not None]
     return (
         f"fine-tuning did not beat the pre-trained model used zero-shot "
         f"({sig(100 * min(zero))}% test error) at any N run, so there is nothing to headline"

@@ -8,12 +8,11 @@ from pdefm.checks import check_output_dir
 from pdefm.report import figures, mixed
 from pdefm.report.analysis import fits_by_curve, savings_by_curve
 from pdefm.report.fits import FITS_NOTE, PowerLawFit
-from pdefm.report.headline import headline_from_curves
+from pdefm.report.headline import headline_from_curves, zero_shot_of
 from pdefm.report.names import method_label, row_task_title
 from pdefm.report.render import to_html, to_markdown
 from pdefm.report.setup import flags_blocks, setup_blocks
 from pdefm.report.table import (
-    CurveKey,
     build_curves,
     by_task,
     failed_rows,
@@ -54,12 +53,6 @@ def _names(curve) -> list[str]:
     return [task, method_label(curve.key, row, with_model=False)]
 
 
-def _zero_shot_error(curves, key) -> float | None:
-    """Mean zero-shot error on ``key.task`` of the stage ``key`` was fine-tuned from."""
-    zs = curves.get(CurveKey(key.task, "zero-shot", key.init, "zero-shot", key.model))
-    return None if zs is None else float(zs.mean().mean())
-
-
 def _target_note(target: float, zero_shot: float | None) -> str:
     """Why a savings factor at this target says little: predicting zero or the pre-trained
     model used as is (zero-shot, no downstream example) already does as well."""
@@ -72,9 +65,9 @@ def _target_note(target: float, zero_shot: float | None) -> str:
 
 def _savings_rows(savings, curves) -> list[list[str]]:
     """Rows of the savings table."""
-    out = []
+    out, tasks = [], by_task(curves)
     for ft, _, res in savings:
-        zero_shot = _zero_shot_error(curves, ft.key)
+        zero_shot = zero_shot_of(tasks[ft.key.task], ft.key)
         for r in res:
             n_s = _n_text(r["n_scratch"], r["scratch_found"])
             n_f = _n_text(r["n_finetune"], r["finetune_found"])

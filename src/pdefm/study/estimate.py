@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from pdefm.study.spec import Study, StudyMixture, StudyRun
-from pdefm.train.config import MAX_EVALUATIONS, RunConfig
+from pdefm.train.config import RunConfig
 
 STEP_SECONDS = 0.5  # timed per (model, grid, batch), after WARMUP steps
 WARMUP = 3
@@ -84,22 +84,17 @@ def run_work(study: Study, run: StudyRun) -> RunWork | None:
     name = c["data"].removeprefix("data/")
     spec = _dataset(study, name)
     n = c.get("n_train") or spec.n_train
-    config = RunConfig(data=c["data"], batch_size=c.get("batch_size", 32))
-    batch = config.batch_for(n)
-    per_epoch = math.ceil(n / batch)
-    if c.get("steps") is not None:
-        steps, epochs = c["steps"], math.ceil(c["steps"] / per_epoch)
-    else:
-        steps, epochs = c["epochs"] * per_epoch, c["epochs"]
+    budget = {k: c.get(k) for k in ("epochs", "steps", "patience")}
+    plan = RunConfig(data=c["data"], batch_size=c.get("batch_size", 32), **budget).plan(n)
     low, high = lr_count(len(c["lrs"]), c.get("lr_extend", 0))
     return RunWork(
         run,
         c["model"],  # a fine-tune run's is its stage's preset
         _resolution(study, name),
         _channels(study, name),
-        batch,
-        steps,
-        min(epochs, MAX_EVALUATIONS),
+        plan["batch"],
+        plan["steps"],
+        math.ceil(plan["epochs"] / plan["validate_every"]),
         spec.n_val,
         low,
         high,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 import re
 from dataclasses import asdict, dataclass, field
@@ -118,6 +119,27 @@ class RunConfig:
     def batch_for(self, n_train: int) -> int:
         """Full batch at SMALL_DATA examples or fewer (the study's small-data rule)."""
         return n_train if n_train <= SMALL_DATA else min(self.batch_size, n_train)
+
+    def plan(self, n_train: int) -> dict:
+        """The step plan of one learning rate on ``n_train`` examples: batch, steps per epoch
+        (ceil(N / batch)), epochs and steps (the cap, with patience), and how often to validate
+        (at most MAX_EVALUATIONS times, and at least every patience / 4 epochs)."""
+        batch = self.batch_for(n_train)
+        per_epoch = math.ceil(n_train / batch)
+        if self.steps is not None:
+            epochs, steps = math.ceil(self.steps / per_epoch), self.steps
+        else:
+            epochs, steps = self.epochs, self.epochs * per_epoch
+        every = max(1, math.ceil(epochs / MAX_EVALUATIONS))
+        if self.patience is not None:  # validate often enough to notice a plateau in time
+            every = min(every, max(1, self.patience // 4))
+        return {
+            "batch": batch,
+            "per_epoch": per_epoch,
+            "epochs": epochs,
+            "steps": steps,
+            "validate_every": every,
+        }
 
     # -- validation ------------------------------------------------------------------------
     def validate(self) -> None:

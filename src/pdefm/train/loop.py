@@ -48,7 +48,7 @@ from pdefm.train.checkpoint import (
     unseen_channels,
 )
 from pdefm.train.checkpoint_card import arch_parameter_count, checkpoint_hash, training_bytes
-from pdefm.train.config import DEVICE_PATTERN, MAX_EVALUATIONS, RunConfig
+from pdefm.train.config import DEVICE_PATTERN, RunConfig
 from pdefm.train.metrics import mse, relative_l2
 from pdefm.train.normalise import Normaliser
 from pdefm.train.state import load_state, save_state
@@ -335,7 +335,7 @@ def _publish_checkpoint(best_dir: Path, target: Path, record: dict) -> None:
 class _Training:
     """What one learning rate trains: ``model`` (evaluated, saved: never wrapped), ``net`` (the
     network that is stepped: ``model`` itself, or in DDP and/or compiled), the optimiser, the
-    train and validation batches and the step plan (see ``_plan``)."""
+    train and validation batches and the step plan (see ``RunConfig.plan``)."""
 
     model: torch.nn.Module
     net: torch.nn.Module
@@ -361,7 +361,7 @@ def _train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Pat
         info = load_state(state_path, model, opt)
     net = distributed.wrap(model, batches.device)  # after loading: DDP broadcasts rank 0's
     net = torch.compile(net) if config.compile else net
-    plan = _plan(config, len(train_b))
+    plan = config.plan(len(train_b))
     t = _Training(model, net, opt, train_b, batches("val", cmap, norm), plan)
     card = _checkpoint_card(config, splits["train"], norm, base, lr, init)
     _fit(config, t, lr, info, lr_dir, card)
@@ -449,25 +449,6 @@ def converged(history: list[dict], epochs: int, stopped_early: bool = False) -> 
     if not early or not late:
         return None
     return bool(min(late) >= (1 - STILL_IMPROVING) * min(early))
-
-
-def _plan(config: RunConfig, n_train: int) -> dict:
-    batch = config.batch_for(n_train)
-    per_epoch = math.ceil(n_train / batch)
-    if config.steps is not None:
-        epochs, steps = math.ceil(config.steps / per_epoch), config.steps
-    else:
-        epochs, steps = config.epochs, config.epochs * per_epoch
-    every = max(1, math.ceil(epochs / MAX_EVALUATIONS))
-    if config.patience is not None:  # validate often enough to notice a plateau in time
-        every = min(every, max(1, config.patience // 4))
-    return {
-        "batch": batch,
-        "per_epoch": per_epoch,
-        "epochs": epochs,
-        "steps": steps,
-        "validate_every": every,
-    }
 
 
 def _epoch(config: RunConfig, t: _Training, lr: float, info: dict, bar) -> bool:
