@@ -179,6 +179,7 @@ def test_study_results_report_and_cache(tmp_path, capsys):
 @pytest.mark.parametrize(
     "path",
     sorted(str(p) for p in (Path(__file__).parents[1] / "studies").glob("*/*.yaml"))
+    + sorted(str(p) for p in (Path(__file__).parents[1] / "results").glob("*/study.yaml"))
     + [str(Path(__file__).parents[1] / "src/pdefm/study/demo.yaml")],
 )
 def test_shipped_studies_are_valid(path):
