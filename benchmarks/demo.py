@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 from _markdown import write_section  # the benchmarks' directory is on sys.path as a script
+from budget_check import DOUBLING_LIMIT, double_budgets
 
 TARGET_SECONDS = 300
-DOUBLING_LIMIT = 0.10  # relative change of the test error that doubling the budget may cause
 TITLE = "## Demo (benchmarks/demo.py)"
 
 
@@ -74,39 +74,6 @@ def size_table(out: Path) -> tuple[str, dict]:
     return "\n".join(lines), counts
 
 
-def doubling_check(out: Path) -> tuple[str, float]:
-    """Retrain the largest-N scratch runs of the demo in ``out`` with twice the epochs; a
-    markdown table and the largest relative change of the test error."""
-    from dataclasses import replace
-
-    from pdefm.study.results import load_results
-    from pdefm.study.spec import load_study, run_config
-    from pdefm.threads import apply_threads, choose_threads
-    from pdefm.train.loop import train
-
-    apply_threads(choose_threads(workers=1))
-    study = load_study(out / "study.yaml")
-    runs = {r.id: r for r in study.runs}
-    rows = [r for r in load_results(out) if r["method"] == "scratch" and r["kind"] == "downstream"]
-    largest = max(r["n_train"] for r in rows)
-    lines = ["| seed | N | epochs | lr | test rel L2 | epochs x 2 | lr | test rel L2 | change |"]
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    worst = 0.0
-    for row in sorted((r for r in rows if r["n_train"] == largest), key=lambda r: r["seed"]):
-        config = run_config(runs[row["run_id"]], out)
-        doubled = replace(config, epochs=2 * config.epochs, run_name=None, out=str(out / "x2"))
-        record = train(replace(doubled, progress=False))
-        new = record["test"]["rel_l2"]
-        change = new / row["test_rel_l2"] - 1
-        worst = max(worst, abs(change))
-        lines.append(
-            f"| {row['seed']} | {largest} | {config.epochs} | {row['lr']:g} | "
-            f"{row['test_rel_l2']:.4f} | {doubled.epochs} | {record['selected_lr']:g} | "
-            f"{new:.4f} | {100 * change:+.1f}% |"
-        )
-    return "\n".join(lines), worst
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", type=Path, help="markdown file to update (BENCHMARKS.md)")
@@ -119,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         first, stdout = timed_demo(out)
         second, _ = timed_demo(out)
         table, counts = size_table(out)
-        doubled = doubling_check(out) if args.double else None
+        doubled = double_budgets(out, lr_search=True) if args.double else None
     lines = stdout.strip().splitlines()
     report_at = next(i for i, line in enumerate(lines) if line.startswith("report:"))
     headline = lines[report_at - 1]  # the demo prints per-run summaries, headline, report path
