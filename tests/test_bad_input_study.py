@@ -102,6 +102,12 @@ SPEC_CASES = [
         ["study.yaml:16:", "downstream.lr_extend", "<= 8"],
     ),
     (
+        "loss-unknown",
+        "  seeds: [0]\n",
+        "  seeds: [0]\n  loss: l1\n",
+        ["study.yaml:16:", "unknown loss 'l1'", "mse, rel_l2"],
+    ),
+    (
         "lrs-not-auto",
         "lrs: [0.003]",
         "lrs: automatic",

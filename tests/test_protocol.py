@@ -79,8 +79,53 @@ def test_patience_needs_an_epoch_cap():
 
 def test_new_fields_at_their_defaults_keep_old_run_ids():
     resolved = RunConfig(data="d").resolved("hash")
-    assert "patience" not in resolved and "lr_extend" not in resolved
+    assert "patience" not in resolved and "lr_extend" not in resolved and "loss" not in resolved
     assert "patience" in RunConfig(data="d", patience=3).resolved("hash")
+    assert RunConfig(data="d", loss="rel_l2").resolved("hash")["loss"] == "rel_l2"
+
+
+def test_an_unknown_loss_is_refused_with_the_choices():
+    from pdefm.errors import PdefmError
+
+    with pytest.raises(PdefmError, match="--loss.*mse.*rel_l2"):
+        RunConfig(data="d", loss="l1").validate()
+
+
+def _one_step(loss: str, scale: float) -> tuple[float, float, float]:
+    """(the step's loss, mean relative L2, MSE) on a two-sample batch whose second target and
+    prediction are multiplied by ``scale``: a huge solution next to an ordinary one."""
+    import torch
+
+    from pdefm.train.metrics import relative_l2
+
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    y[1] *= scale
+    conv = torch.nn.Conv2d(1, 1, 1)
+    factor = torch.tensor([1.0, scale]).view(2, 1, 1, 1)
+    net = lambda inp: conv(inp) * factor  # noqa: E731
+    opt = torch.optim.SGD(conv.parameters(), lr=0.0)  # lr 0: the step leaves the weights
+    with torch.no_grad():
+        pred = net(x)
+    got = float(loop._step(net, opt, x, y, RunConfig(data="d", loss=loss)))
+    return got, float(relative_l2(pred, y).mean()), float((pred - y).square().mean())
+
+
+def test_rel_l2_loss_is_the_mean_relative_error_and_free_of_scale():
+    got, rel, mse = _one_step("rel_l2", 1.0)
+    assert got == pytest.approx(rel) and got != pytest.approx(mse)
+    assert _one_step("mse", 1.0)[0] == pytest.approx(mse)
+    # one sample 1000x larger: rel_l2 does not move, MSE is dominated by that sample
+    assert _one_step("rel_l2", 1000.0)[0] == pytest.approx(got, rel=1e-5)
+    assert _one_step("mse", 1000.0)[0] > 1e5 * mse
+
+
+def test_a_run_trains_with_the_rel_l2_loss(down, tmp_path):
+    mse = train(down, tmp_path, n_train=16, epochs=3, lrs=(3e-3,))
+    rel = train(down, tmp_path, n_train=16, epochs=3, lrs=(3e-3,), loss="rel_l2")
+    assert rel["id"] != mse["id"] and rel["config"]["loss"] == "rel_l2"
+    assert rel["history"][0]["train_loss"] < 2  # a mean relative error, not an MSE
+    assert rel["test"]["rel_l2"] != mse["test"]["rel_l2"]
 
 
 # -- the loop -------------------------------------------------------------------------------------

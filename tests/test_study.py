@@ -45,6 +45,21 @@ def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
     return path
 
 
+def test_a_loss_key_reaches_the_runs_and_only_their_ids(tmp_path):
+    plain = load_study(write(tmp_path, TINY))
+    text = TINY.replace("epochs: 3, lrs", "epochs: 3, loss: rel_l2, lrs").replace(
+        "  zero_shot: true", "  loss: rel_l2\n  zero_shot: true"
+    )
+    rel = load_study(write(tmp_path, text, "rel.yaml"))
+    trained = [r for r in rel.runs if r.config and r.config.get("mode") != "zero-shot"]
+    assert trained and all(r.config["loss"] == "rel_l2" for r in trained)
+    assert all("loss" not in (r.config or {}) for r in plain.runs)  # default: ids as before
+    assert {r.id for r in plain.runs if r.kind == "data"} == {
+        r.id for r in rel.runs if r.kind == "data"
+    }
+    assert not {r.id for r in plain.runs if r.kind != "data"} & {r.id for r in rel.runs}
+
+
 def test_expansion_is_deterministic_and_complete(tmp_path):
     a = load_study(write(tmp_path, TINY))
     b = load_study(write(tmp_path, TINY, "copy.yaml"))

@@ -366,6 +366,13 @@ def _add_train(sub) -> None:
         "the global batch, shared by the processes",
     )
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW (default 1e-4)")
+    p.add_argument(
+        "--loss",
+        choices=("mse", "rel_l2"),
+        default="mse",
+        help="training loss on normalised data: mse (default) or rel_l2, the mean per-sample "
+        "relative L2 error, which a few examples with huge solutions cannot dominate",
+    )
     p.add_argument("--lora-rank", type=int, default=4, help="rank for --mode lora (default 4)")
     p.add_argument(
         "--new-channels",
@@ -431,6 +438,7 @@ def _run_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         batch_size=args.batch_size,
         weight_decay=args.weight_decay,
+        loss=args.loss,
         lora_rank=args.lora_rank,
         new_channels=args.new_channels,
         seed=args.seed,

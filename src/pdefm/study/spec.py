@@ -23,6 +23,7 @@ deterministically into runs with ids that are hashes of their resolved configs.
       epochs: 200                   # per run: ceil(N / batch) steps an epoch, full batch at
                                     #   N <= 64; or steps: S (flat); or epochs: CAP with
       # patience: P                 #   stop once validation has not improved for P epochs
+      # loss: rel_l2                #   training loss: mse (default) or rel_l2 (scale-free)
       zero_shot: true               # also evaluate every pre-trained init on every task
 
 Every field is checked before anything is written: numbers for type (``true`` is not a
@@ -47,7 +48,7 @@ from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import FAMILIES, GaussianLatticeSource
 from pdefm.study.yamlcheck import Checker, Located, load_located
-from pdefm.train.config import MAX_LR_EXTEND, MODES, RunConfig
+from pdefm.train.config import LOSSES, MAX_LR_EXTEND, MODES, RunConfig
 
 TOP_KEYS = {"name", "resolution", "seed", "sigma", "datasets", "pretrain", "downstream"}
 MIX_KEYS = {"mixture", "n_train", "n_val", "n_test", "masks", "seed"}
@@ -73,6 +74,7 @@ STAGE_KEYS = {
     "lr_extend",
     "batch_size",
     "weight_decay",
+    "loss",
     "seed",
 }
 GRID_KEYS = {
@@ -89,6 +91,7 @@ GRID_KEYS = {
     "patience",
     "batch_size",
     "weight_decay",
+    "loss",
     "lora_rank",
     "zero_shot",
 }
@@ -424,7 +427,9 @@ def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, Study
             "mode": "full",
             **_budget(check, fields, entry, where),
         }
-        config.update(_train_options(check, fields, where, ("batch_size", "weight_decay", "seed")))
+        config.update(
+            _train_options(check, fields, where, ("batch_size", "weight_decay", "loss", "seed"))
+        )
         config.update(_lr_grid(check, fields, where, default_extend=0))
         spec, _ = datasets[data]
         labels = {
@@ -457,7 +462,9 @@ def _downstream(check, block: Located, where: str, datasets, data_runs, stages) 
             "add models: [fno-tiny] (say) or remove scratch",
         )
     common = _budget(check, g, block, where)
-    common.update(_train_options(check, g, where, ("batch_size", "weight_decay", "lora_rank")))
+    common.update(
+        _train_options(check, g, where, ("batch_size", "weight_decay", "loss", "lora_rank"))
+    )
     common.update(_lr_grid(check, g, where, default_extend=DOWNSTREAM_EXTEND))
     seeds = [_seed(check, s, f"{where}.seeds") for s in listing("seeds")] if "seeds" in g else [0]
     sizes = [check.integer(s, f"{where}.sizes", 1, MAX_SAMPLES) for s in listing("sizes")]
@@ -628,6 +635,10 @@ def _train_options(check, fields: dict, where: str, keys: tuple[str, ...]) -> di
             out[key] = item.value if isinstance(item.value, (int, float)) else value
         elif key == "seed":
             out[key] = _seed(check, item, name)
+        elif key == "loss":
+            if item.value not in LOSSES:
+                check.fail(item, f"unknown loss {item.value!r} in {name}; choose from mse, rel_l2")
+            out[key] = item.value
         else:
             limit = MAX_BATCH if key == "batch_size" else MAX_LORA_RANK
             out[key] = check.integer(item, name, 1, limit)

@@ -18,6 +18,11 @@ from pdefm.errors import PdefmError
 
 MODES = ("full", "head", "frozen-spectral", "lora", "zero-shot")
 NEW_CHANNELS = ("error", "init")  # a dataset channel a checkpoint never saw: refuse, or add it
+# Training losses on normalised data: "mse" (the default), or "rel_l2", the mean per-sample
+# relative L2 error (the study's metric): scale-free, so a few examples whose solutions are
+# orders of magnitude larger than the rest (advection-diffusion far into advection) do not
+# dominate the gradient as they do under MSE.
+LOSSES = ("mse", "rel_l2")
 SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
 # Fields that change where or how fast a run goes, not what it computes: not in its id.
 # (tf32 moves GPU results at the level of float32 matmul rounding, as the device does.)
@@ -26,7 +31,7 @@ MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate 
 MAX_LR_EXTEND = 8  # rounds of learning-rate grid extension at most (each adds a training run)
 # Fields added after run ids were first published: left out of the id at their default, so a
 # run configured as before keeps its id (and its finished record is found again).
-_ID_DEFAULTS = {"patience": None, "lr_extend": 0}
+_ID_DEFAULTS = {"patience": None, "lr_extend": 0, "loss": "mse"}
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators both take it
 _INT_FIELDS = (
     "n_train",
@@ -67,6 +72,7 @@ class RunConfig:
     lr_extend: int = 0  # times the lr grid may grow past an edge where the best rate sits
     batch_size: int = 32
     weight_decay: float = 1e-4
+    loss: str = "mse"  # one of LOSSES
     lora_rank: int = 4
     new_channels: str = "error"
     seed: int = 0
@@ -165,6 +171,7 @@ class RunConfig:
         self._validate_budget()
         check_int(self.batch_size, "--batch-size", minimum=1)
         check_float(self.weight_decay, "--weight-decay", minimum=0.0)
+        check_choice(self.loss, "--loss", LOSSES)
         check_int(self.lora_rank, "--lora-rank", minimum=1)
         check_choice(self.new_channels, "--new-channels", NEW_CHANNELS)
         self._validate_switches()

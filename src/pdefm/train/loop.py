@@ -1,11 +1,12 @@
 """ONE loop for pre-training, fine-tuning, training from scratch and zero-shot evaluation.
 
 ``train(config)`` trains one model per learning rate in ``config.lrs`` (AdamW, cosine schedule,
-MSE loss on normalised data, the training examples reshuffled every epoch, best-validation
-checkpoint), picks the learning rate with the lowest validation error, reports the test error of
-that model, and writes the run record. Every epoch ends with an atomic training-state file, so
-running the same config again after a kill continues where it stopped and ends with the same
-metrics. A finished run is not repeated: its record is returned.
+MSE loss, or mean relative L2 with ``loss="rel_l2"``, on normalised data, the training examples
+reshuffled every epoch, best-validation checkpoint), picks the learning rate with the lowest
+validation error, reports the test error of that model, and writes the run record. Every epoch
+ends with an atomic training-state file, so running the same config again after a kill continues
+where it stopped and ends with the same metrics. A finished run is not repeated: its record is
+returned.
 
 Under ``torchrun`` the same loop trains one model data-parallel (see ``distributed``): each rank
 takes its share of every global batch, DDP averages the gradients, metrics are reduced over
@@ -495,13 +496,17 @@ def _step(net, opt, x, y, config: RunConfig, weight: float = 1.0) -> torch.Tenso
     """One optimiser step on this rank's share (x, y) of a normalised global batch; returns
     the loss, detached, on the device (reading it would wait for the GPU).
 
-    The loss is MSE(net(x), y) * weight with weight = share size * world size / global batch
-    size (1 in one process), so that DDP's mean over ranks of the gradients is the gradient of
-    the global batch's MSE even when the shares differ in size."""
+    The loss is L(net(x), y) * weight, L the batch mean of the per-sample MSE or relative L2
+    (``config.loss``), with weight = share size * world size / global batch size (1 in one
+    process), so that DDP's mean over ranks of the gradients is the gradient of the global
+    batch's loss even when the shares differ in size."""
     with _autocast(x.device, config.bf16):
         pred = net(x)
     if len(x):
-        loss = torch.nn.functional.mse_loss(pred.float(), y)
+        if config.loss == "rel_l2":  # scale-free: ||pred - y|| / ||y|| is the same in any units
+            loss = relative_l2(pred.float(), y).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred.float(), y)
         loss = loss * weight if weight != 1 else loss
     else:
         loss = pred.float().sum()  # 0: an empty share must still join DDP's all-reduce
