@@ -366,9 +366,11 @@ def _add_train(sub) -> None:
         "the global batch, shared by the processes",
     )
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW (default 1e-4)")
+    from pdefm.train.config import LOSSES  # no torch: keeps --help fast
+
     p.add_argument(
         "--loss",
-        choices=("mse", "rel_l2"),
+        choices=LOSSES,
         default="mse",
         help="training loss on normalised data: mse (default) or rel_l2, the mean per-sample "
         "relative L2 error, which a few examples with huge solutions cannot dominate",

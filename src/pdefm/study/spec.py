@@ -637,7 +637,8 @@ def _train_options(check, fields: dict, where: str, keys: tuple[str, ...]) -> di
             out[key] = _seed(check, item, name)
         elif key == "loss":
             if item.value not in LOSSES:
-                check.fail(item, f"unknown loss {item.value!r} in {name}; choose from mse, rel_l2")
+                choices = ", ".join(LOSSES)
+                check.fail(item, f"unknown loss {item.value!r} in {name}; choose from {choices}")
             out[key] = item.value
         else:
             limit = MAX_BATCH if key == "batch_size" else MAX_LORA_RANK
