@@ -42,15 +42,14 @@ from _markdown import (  # the benchmarks' directory is on sys.path as a script
 )
 
 import pdefm
+from pdefm import catalogue
 from pdefm._malloc import keep_freed_memory
 from pdefm.data.blocks import generate_block
 from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec
 
 FAMILIES: dict[str, tuple[float, float]] = {
-    "poisson": (1.0, 5.0),
-    "advection_diffusion": (0.2, 1.0),
-    "helmholtz": (1.0, 10.0),
+    name: catalogue.family(name).default_range for name in catalogue.family_names()
 }
 HELMHOLTZ_EXCLUDE = [2]  # w = 2 sits next to a resonance: ~1 source in 6,000 is accepted
 DEFAULT_N = {64: 2048, 128: 1024}

@@ -12,6 +12,7 @@ os.environ.setdefault("PDEFM_THREADS", "2")
 
 import torch  # noqa: E402
 
+from pdefm import catalogue
 from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec
 
@@ -20,7 +21,7 @@ RANGES = {"poisson": (1.0, 5.0), "advection_diffusion": (0.2, 1.0), "helmholtz":
 
 def small_spec(family: str, **overrides) -> GenerationSpec:
     """A fast spec: 64 x 64, blocks of 16, 48/16/16 samples."""
-    low, high = overrides.pop("range", RANGES[family])
+    low, high = overrides.pop("range", RANGES.get(family) or catalogue.family(family).default_range)
     kw = dict(n_train=48, n_val=16, n_test=16, resolution=64, block_size=16)
     kw.update(overrides)
     return GenerationSpec(family, low, high, **kw)

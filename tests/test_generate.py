@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import small_spec
+from pdefm import catalogue
 from pdefm.data.blocks import generate_block
 from pdefm.data.card import load_card
 from pdefm.data.dataset import PDEDataset
@@ -31,7 +32,7 @@ def file_digests(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("family", ["poisson", "advection_diffusion", "helmholtz"])
+@pytest.mark.parametrize("family", catalogue.family_names())
 def test_card_describes_the_dataset(datasets, family):
     spec, root = datasets[family]
     card = load_card(root)
@@ -52,7 +53,7 @@ def test_card_describes_the_dataset(datasets, family):
     assert set(norm["channels"]) == set(card["channels"]["inputs"][1:])
 
 
-@pytest.mark.parametrize("family", ["poisson", "advection_diffusion", "helmholtz"])
+@pytest.mark.parametrize("family", catalogue.family_names())
 def test_every_stored_parameter_is_inside_the_declared_range(datasets, family):
     spec, root = datasets[family]
     for split in ("train", "val", "test"):
@@ -62,7 +63,7 @@ def test_every_stored_parameter_is_inside_the_declared_range(datasets, family):
             assert np.all(params == np.round(params))
 
 
-@pytest.mark.parametrize("family", ["poisson", "advection_diffusion", "helmholtz"])
+@pytest.mark.parametrize("family", catalogue.family_names())
 def test_float32_data_match_the_float64_solution(datasets, family):
     spec, root = datasets[family]
     block = generate_block(spec, "val", 0)  # regenerate in float64

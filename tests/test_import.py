@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from pdefm import catalogue
 from pdefm.cli import build_parser, main
 from pdefm.data import importer, store
 from pdefm.data.card import load_card
@@ -169,10 +170,13 @@ def test_generate_from_an_imported_card_points_to_import(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_built_in_family_names_mirror_the_registry():
-    from pdefm.pdes import FAMILIES
-
-    assert tuple(FAMILIES) == importer.BUILT_IN_FAMILIES
+def test_a_registered_family_name_is_refused_for_imported_data(tmp_path):
+    """Imported data named like a registered family would get that family's residual."""
+    path = write_npz(tmp_path / "own.npz", own_arrays())
+    for name in catalogue.family_names():
+        with pytest.raises(PdefmError, match="registered pdefm family"):
+            importer.import_dataset(path, tmp_path / "d", family=name.upper(), progress=False)
+    assert not (tmp_path / "d").exists()
 
 
 def test_help_teaches_the_format(capsys):

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from pdefm import catalogue
 from pdefm.pdes import AdvectionDiffusion, GaussianLatticeSource, Grid, Helmholtz, Poisson
 from pdefm.pdes.base import rotated_tensor
 
@@ -131,7 +132,7 @@ def test_separable_render_equals_sum_of_gaussians():
     torch.testing.assert_close(law.render(weights, grid, False)[0], slow / slow.max())
 
 
-@pytest.mark.parametrize("family", ["poisson", "advection_diffusion", "helmholtz"])
+@pytest.mark.parametrize("family", catalogue.family_names())
 def test_generated_samples_satisfy_the_pde(family):
     from conftest import small_spec
     from pdefm.data.blocks import generate_block

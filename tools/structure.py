@@ -131,9 +131,12 @@ def dict_functions(trees: dict[str, ast.Module]) -> list[tuple[str, str, list[st
     defined: dict[tuple[str, str], bool] = {}
     for name, tree in trees.items():
         for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if not node.name.startswith("_") and _bare_dict(node.returns):
-                    defined[(name, node.name)] = True
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and not node.name.startswith("_")
+                and _bare_dict(node.returns)
+            ):
+                defined[(name, node.name)] = True
     users: dict[tuple[str, str], set[str]] = defaultdict(set)
     for name, tree in trees.items():
         for node in ast.walk(tree):

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pdefm.catalogue import MASK_PREFIX  # presence masks: derived, never given by users
 from pdefm.checks import check_int, contained_path
 from pdefm.data.io import write_json_atomic
-from pdefm.data.mixture import MASK_PREFIX  # presence masks: derived, never given by users
 from pdefm.errors import PdefmError
 from pdefm.train.checkpoint import CARD, CONFIG, WEIGHTS, load_checkpoint, write_weights
 from pdefm.train.checkpoint_card import config_of, last_family

@@ -9,10 +9,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from pdefm import __version__
+from pdefm import __version__, catalogue
 from pdefm.errors import PdefmError
-
-FAMILY_NAMES = ("poisson", "advection_diffusion", "helmholtz")
 
 GENERATE_EPILOG = """\
 families and their physics parameter (the axis of distribution shift):
@@ -96,7 +94,7 @@ def _add_generate(sub) -> None:
         epilog=GENERATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("family", nargs="?", help=f"one of {', '.join(FAMILY_NAMES)}")
+    p.add_argument("family", nargs="?", help=f"one of {', '.join(catalogue.family_names())}")
     p.add_argument(
         "--range",
         nargs=2,
@@ -805,15 +803,14 @@ def _fresh_report(root) -> str | None:
 
 def _spec_from_args(args: argparse.Namespace):
     from pdefm.data.spec import GenerationSpec
-    from pdefm.pdes import FAMILIES, GaussianLatticeSource
+    from pdefm.pdes import GaussianLatticeSource
 
+    names = ", ".join(catalogue.family_names())
     if args.family is None:
-        raise PdefmError(f"give a FAMILY ({', '.join(FAMILY_NAMES)}) or --from-card CARD")
-    if args.family not in FAMILY_NAMES:
-        raise PdefmError(
-            f"unknown PDE family {args.family!r}; choose one of {', '.join(FAMILY_NAMES)}"
-        )
-    low, high = args.range if args.range else FAMILIES[args.family].default_range
+        raise PdefmError(f"give a FAMILY ({names}) or --from-card CARD")
+    if not catalogue.is_family(args.family):
+        raise PdefmError(f"unknown PDE family {args.family!r}; choose one of {names}")
+    low, high = args.range if args.range else catalogue.family(args.family).default_range
     config = {}
     if args.max_abs_u is not None:
         if args.family != "helmholtz":

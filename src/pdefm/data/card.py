@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pdefm.catalogue import SPLITS
 from pdefm.checks import contained_path
 from pdefm.errors import PdefmError
 
@@ -19,7 +20,6 @@ PROGRESS_NAME = ".pdefm-progress.json"
 CARD_FORMAT = "pdefm.dataset"
 CARD_VERSION = 1
 HISTOGRAM_BINS = 20
-SPLITS = ("train", "val", "test")
 
 
 def load_card(root: str | Path) -> dict:

@@ -12,12 +12,11 @@ import h5py
 import numpy as np
 import torch
 
+from pdefm.catalogue import SPLITS
 from pdefm.data import store
 from pdefm.data.card import load_card, split_file
 from pdefm.data.subset import balanced_subset
 from pdefm.errors import PdefmError
-
-SPLITS = ("train", "val", "test")
 
 
 class PDEDataset(torch.utils.data.Dataset):

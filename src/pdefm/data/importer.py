@@ -36,23 +36,20 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from pdefm import __version__
+from pdefm import __version__, catalogue
+from pdefm.catalogue import SPLITS
 from pdefm.checks import check_creatable, check_disk, check_float, check_int, check_memory
 from pdefm.data import card as cards
 from pdefm.data import store
 from pdefm.data.io import fsync_dir, hash_file, is_empty_dir, write_json_atomic
 from pdefm.errors import PdefmError
 
-SPLITS = ("train", "val", "test")
 MIN_RESOLUTION = 8
 MIN_SAMPLES = 3  # one per split
 BLOCK_SIZE = 64  # rows per write and per content-hash block
 IMPORTER_VERSION = 1
 DEFAULT_FAMILY = "custom"
 DEFAULT_EQUATION = "not given (imported data)"
-# Mirrors pdefm.pdes.FAMILIES (a test checks it) without importing torch: a dataset named like a
-# built-in family would get that family's physics residual, computed with the wrong operator.
-BUILT_IN_FAMILIES = ("poisson", "advection_diffusion", "helmholtz")
 KNOWN_ARRAYS = (
     "source",
     "solution",
@@ -395,9 +392,11 @@ def _read_parameter(arrays: Arrays, n: int) -> tuple[np.ndarray, str]:
 
 def _check_family(family: str) -> str:
     family = family or DEFAULT_FAMILY
-    if family.lower() in BUILT_IN_FAMILIES:
+    # a dataset named like a registered family would get that family's physics residual,
+    # computed with the wrong operator
+    if catalogue.is_family(family.lower()):
         raise PdefmError(
-            f"family {family!r} is a built-in pdefm family (whose operator gives physics "
+            f"family {family!r} is a registered pdefm family (whose operator gives physics "
             f"residuals); pick another name, e.g. {family.lower()}-own"
         )
     if not _NAME.match(family):

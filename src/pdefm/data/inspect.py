@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pdefm.catalogue import SPLITS
 from pdefm.checks import check_int
 from pdefm.data import store
 from pdefm.data.card import load_card, split_file
 from pdefm.data.io import temp_path
 from pdefm.errors import PdefmError
-
-SPLITS = ("train", "val", "test")
-
 
 MAX_EXAMPLES = 32
 

@@ -1,7 +1,7 @@
 """Mixtures of datasets: one dataset that draws from several (mixed-physics pre-training, the
 study's SYS-4), with every member's inputs mapped onto one union channel layout.
 
-The union layout is fixed and documented (``UNION_ORDER``)::
+The union layout is fixed (:func:`pdefm.catalogue.union_order`; for the built-in families)::
 
     source, diffusion_xx, diffusion_yy, diffusion_xy, velocity_x, velocity_y,
     helmholtz_c, helmholtz_w                       (then any other channel, first seen first)
@@ -33,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pdefm import __version__
+from pdefm.catalogue import MASK_PREFIX, SPLITS, mask_name, union_order
 from pdefm.checks import check_count, check_creatable, check_disk, check_float, check_int
 from pdefm.data import card as cards
 from pdefm.data import store
@@ -40,34 +41,17 @@ from pdefm.data.io import LOCK_NAME, atomic_replace, directory_lock, write_json_
 from pdefm.data.subset import balanced_subset
 from pdefm.errors import PdefmError
 
-SPLITS = ("train", "val", "test")
-UNION_ORDER = (
-    "source",
-    "diffusion_xx",
-    "diffusion_yy",
-    "diffusion_xy",
-    "velocity_x",
-    "velocity_y",
-    "helmholtz_c",
-    "helmholtz_w",
-)
-MASK_PREFIX = "has_"
 BLOCK = 64
 MIXER_VERSION = 1
 MAX_MEMBERS = 64
 MAX_SAMPLES = 100_000_000  # per split, as for generated datasets
 
 
-def mask_name(channel: str) -> str:
-    """The presence channel of coefficient ``channel``."""
-    return f"{MASK_PREFIX}{channel}"
-
-
 def union_channels(channel_lists: list[list[str]], masks: bool = False) -> list[str]:
-    """The union of several input layouts in the fixed order (``UNION_ORDER`` first, then
+    """The union of several input layouts in the fixed order (the catalogue's order first, then
     unknown channels in first-seen order), plus ``has_X`` for every coefficient X if ``masks``."""
     seen = [c for channels in channel_lists for c in channels]
-    union = [c for c in UNION_ORDER if c in seen]
+    union = [c for c in union_order() if c in seen]
     union += [c for c in dict.fromkeys(seen) if c not in union]
     if masks:
         union += [mask_name(c) for c in union[1:] if not c.startswith(MASK_PREFIX)]

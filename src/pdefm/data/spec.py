@@ -16,12 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from pdefm import catalogue
+from pdefm.catalogue import SPLITS
 from pdefm.checks import check_count, check_disk, check_float, check_int, check_memory
 from pdefm.errors import PdefmError
-from pdefm.pdes import FAMILIES, GaussianLatticeSource, Grid, PDEFamily, get_family
+from pdefm.pdes import GaussianLatticeSource, Grid, PDEFamily, get_family
 
 GENERATOR_VERSION = 1
-SPLITS = ("train", "val", "test")
 MAX_SAMPLES = 100_000_000  # per split; the disk check usually refuses far sooner
 MAX_SEED = 2**63 - 1
 MAX_BLOCK = 4096
@@ -31,12 +32,6 @@ MAX_RESOLUTION = 4096
 MAX_SIGMA = 0.5  # a Gaussian wider than half the periodic square is no longer a local bump
 WORKING_ARRAYS = 10
 _REDRAW_ROWS = 256  # blocks.ROUND_DRAWS, without importing the solver here
-MAX_PARAMETER = {"poisson": 1e4, "advection_diffusion": 1e3, "helmholtz": 1000}
-_LIMIT_REASONS = {
-    "poisson": "a larger eigenvalue ratio of K is all but degenerate in float32 storage",
-    "advection_diffusion": "larger ratios are pure advection to float precision",
-    "helmholtz": "every integer w is its own value to probe",
-}
 # family_config key -> (flag named in errors, kind, minimum, maximum)
 _CONFIG_CHECKS = {
     "c": ("the constant c", "float", None, 1e6),
@@ -142,10 +137,9 @@ class GenerationSpec:
     def validate(self) -> None:
         """Raise PdefmError naming the first bad field and the fix. Types are checked too
         (``bool`` and ``float`` counts are refused), so Python callers get the CLI's checks."""
-        if not isinstance(self.family, str) or self.family not in FAMILIES:
-            raise PdefmError(
-                f"unknown PDE family {self.family!r}; choose one of {', '.join(FAMILIES)}"
-            )
+        if not catalogue.is_family(self.family):
+            names = ", ".join(catalogue.family_names())
+            raise PdefmError(f"unknown PDE family {self.family!r}; choose one of {names}")
         for split in SPLITS:
             check_count(self.count(split), f"--n-{split}", maximum=MAX_SAMPLES)
         check_int(self.seed, "--seed", minimum=0, maximum=MAX_SEED)
@@ -184,11 +178,11 @@ class GenerationSpec:
             )
         if lo == hi and not pde.parameter.integer:
             raise PdefmError(f"--range {lo:g} {hi:g} is empty (zero width); give LOW < HIGH")
-        limit = MAX_PARAMETER[self.family]
-        if hi > limit:
+        entry = catalogue.family(self.family)
+        if hi > entry.max_parameter:
             raise PdefmError(
-                f"--range {lo:g} {hi:g}: {self.family} supports {name} <= {limit:g} "
-                f"({_LIMIT_REASONS[self.family]}); lower HIGH"
+                f"--range {lo:g} {hi:g}: {self.family} supports {name} <= "
+                f"{entry.max_parameter:g} ({entry.max_reason}); lower HIGH"
             )
         try:
             pde.validate_range(lo, hi)

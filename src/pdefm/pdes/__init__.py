@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pdefm import catalogue
 from pdefm.pdes.advection_diffusion import AdvectionDiffusion
 from pdefm.pdes.base import Coefficients, ParameterSpec, PDEFamily
 from pdefm.pdes.grid import Grid
@@ -9,16 +10,16 @@ from pdefm.pdes.helmholtz import Helmholtz
 from pdefm.pdes.poisson import Poisson
 from pdefm.pdes.sources import GaussianLatticeSource
 
-FAMILIES: dict[str, type[PDEFamily]] = {
-    cls.name: cls for cls in (Poisson, AdvectionDiffusion, Helmholtz)
-}
+
+def family_class(name: str) -> type[PDEFamily]:
+    """The physics class of the registered family ``name`` (see :mod:`pdefm.catalogue`); a
+    ValueError lists the registered families."""
+    return catalogue.family(name).solver_class()
 
 
 def get_family(name: str, **config) -> PDEFamily:
     """The family called ``name`` with its constants overridden by ``config``."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown PDE family {name!r}; choose one of {', '.join(FAMILIES)}")
-    cls = FAMILIES[name]
+    cls = family_class(name)
     try:
         return cls(**config)
     except TypeError as exc:
@@ -26,7 +27,6 @@ def get_family(name: str, **config) -> PDEFamily:
 
 
 __all__ = [
-    "FAMILIES",
     "AdvectionDiffusion",
     "Coefficients",
     "GaussianLatticeSource",
@@ -35,5 +35,6 @@ __all__ = [
     "PDEFamily",
     "ParameterSpec",
     "Poisson",
+    "family_class",
     "get_family",
 ]

@@ -27,7 +27,6 @@ import torch
 
 from pdefm.pdes.base import (
     Coefficients,
-    ParameterSpec,
     PDEFamily,
     diffusion_symbol,
     rotated_tensor,
@@ -51,17 +50,6 @@ class AdvectionDiffusion(PDEFamily):
     eigenvalue_range: tuple[float, float] = (1.0, 5.0)
 
     name: ClassVar[str] = "advection_diffusion"
-    equation: ClassVar[str] = "-(1-l) c div(K grad u) + l v.grad u = f, |v| = 1"
-    parameter: ClassVar[ParameterSpec] = ParameterSpec(
-        "psi", "advection-to-diffusion ratio ||l v.grad u|| / ||(1-l) c div(K grad u)||"
-    )
-    coefficient_channels: ClassVar[tuple[str, ...]] = (
-        "diffusion_xx",
-        "diffusion_yy",
-        "diffusion_xy",
-        "velocity_x",
-        "velocity_y",
-    )
     coefficient_names: ClassVar[tuple[str, ...]] = (
         "psi",
         "e",
@@ -74,7 +62,6 @@ class AdvectionDiffusion(PDEFamily):
         "vy",
         "l",
     )
-    default_range: ClassVar[tuple[float, float]] = (0.2, 1.0)
 
     def validate_range(self, low: float, high: float) -> None:
         super().validate_range(low, high)

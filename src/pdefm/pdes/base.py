@@ -14,37 +14,50 @@ from typing import ClassVar
 
 import torch
 
+from pdefm import catalogue
+from pdefm.catalogue import FamilyEntry, ParameterSpec
 from pdefm.pdes.grid import Grid
 
 Coefficients = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class ParameterSpec:
-    """The physics parameter a dataset is declared over (the axis of distribution shift)."""
-
-    name: str
-    description: str
-    integer: bool = False
-
-
-@dataclass(frozen=True)
 class PDEFamily(ABC):
     """Base class of a family. Subclasses are frozen dataclasses whose fields are the family's
-    fixed constants (recorded in dataset cards), e.g. ``c = 0.01``; class variables describe it."""
+    fixed constants (recorded in dataset cards), e.g. ``c = 0.01``. ``name`` keys the family's
+    catalogue entry (:mod:`pdefm.catalogue`), which holds its equation, parameter, default range
+    and channels; the class holds the physics."""
 
     name: ClassVar[str]
-    equation: ClassVar[str]
-    parameter: ClassVar[ParameterSpec]
-    coefficient_channels: ClassVar[tuple[str, ...]]
     coefficient_names: ClassVar[tuple[str, ...]]  # keys of the dict sample_coefficients returns
-    default_range: ClassVar[tuple[float, float]]
     remove_mean: ClassVar[bool] = True
+
+    @property
+    def entry(self) -> FamilyEntry:
+        """This family's catalogue entry."""
+        return catalogue.family(self.name)
+
+    @property
+    def equation(self) -> str:
+        return self.entry.equation
+
+    @property
+    def parameter(self) -> ParameterSpec:
+        return self.entry.parameter
+
+    @property
+    def default_range(self) -> tuple[float, float]:
+        return self.entry.default_range
+
+    @property
+    def coefficient_channels(self) -> tuple[str, ...]:
+        """Constant coefficient channels after ``source``, in order."""
+        return self.entry.coefficient_channels
 
     @property
     def input_channels(self) -> tuple[str, ...]:
         """Named input channels: the source, then each coefficient as a constant channel."""
-        return ("source", *self.coefficient_channels)
+        return self.entry.input_channels
 
     def config(self) -> dict:
         """The family's constants, as recorded in a dataset card (JSON-ready)."""

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from pdefm.pdes.base import Coefficients, ParameterSpec, PDEFamily
+from pdefm.pdes.base import Coefficients, PDEFamily
 from pdefm.pdes.grid import Grid
 
 
@@ -35,13 +35,7 @@ class Helmholtz(PDEFamily):
     redraw_budget: int = 2000
 
     name: ClassVar[str] = "helmholtz"
-    equation: ClassVar[str] = "-c lap u - w u = f"
-    parameter: ClassVar[ParameterSpec] = ParameterSpec(
-        "w", "wavenumber (integer, uniform over the range)", integer=True
-    )
-    coefficient_channels: ClassVar[tuple[str, ...]] = ("helmholtz_c", "helmholtz_w")
     coefficient_names: ClassVar[tuple[str, ...]] = ("w", "c")
-    default_range: ClassVar[tuple[float, float]] = (1.0, 10.0)
     remove_mean: ClassVar[bool] = False
 
     def __post_init__(self) -> None:

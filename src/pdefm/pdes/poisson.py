@@ -15,7 +15,6 @@ import torch
 
 from pdefm.pdes.base import (
     Coefficients,
-    ParameterSpec,
     PDEFamily,
     diffusion_symbol,
     rotated_tensor,
@@ -30,17 +29,7 @@ class Poisson(PDEFamily):
     c: float = 0.01
 
     name: ClassVar[str] = "poisson"
-    equation: ClassVar[str] = "-c div(K grad u) = f, K = R(-t) diag(1, e) R(t)"
-    parameter: ClassVar[ParameterSpec] = ParameterSpec(
-        "e", "eigenvalue ratio of the diffusion tensor K"
-    )
-    coefficient_channels: ClassVar[tuple[str, ...]] = (
-        "diffusion_xx",
-        "diffusion_yy",
-        "diffusion_xy",
-    )
     coefficient_names: ClassVar[tuple[str, ...]] = ("e", "theta", "k11", "k22", "k12")
-    default_range: ClassVar[tuple[float, float]] = (1.0, 5.0)
 
     def validate_range(self, low: float, high: float) -> None:
         super().validate_range(low, high)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pdefm.catalogue import MIXTURE
 from pdefm.report.savings import sig
 from pdefm.report.table import Curve
 
-MIXTURE = "mixture"
 #: Legend text of each role, in drawing order.
 ROLES = {
     "mixed": "fine-tune from mixed",

@@ -10,17 +10,9 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
+from pdefm import catalogue
+from pdefm.catalogue import MIXTURE
 from pdefm.report.table import CurveKey
-
-FAMILY_NAMES = {
-    "poisson": "Poisson",
-    "advection_diffusion": "Advection-diffusion",
-    "helmholtz": "Helmholtz",
-    "mixture": "Mixture",
-}
-#: The physics parameter of each family (the same short names the results table uses).
-PARAMETER_NAMES = {"poisson": "e", "advection_diffusion": "psi", "helmholtz": "w"}
-MIXTURE = "mixture"
 
 
 def plain_number(x: float, digits: int = 6) -> str:
@@ -40,9 +32,7 @@ def _is_number(x: object) -> bool:
 
 def family_name(family: str | None) -> str:
     """ "Poisson", "Advection-diffusion", ...; an unknown family as given ("?" for None)."""
-    if family is None:
-        return "?"
-    return FAMILY_NAMES.get(family, family)
+    return catalogue.family_title(family)
 
 
 def task_title(
@@ -76,7 +66,7 @@ def pretraining_title(init: str, row: dict | None) -> str:
     low, high = row.get("pretrain_low"), row.get("pretrain_high")
     if not (_is_number(low) and _is_number(high)):
         return f"{family_name(family)} (stage {init})"
-    return task_title(family, PARAMETER_NAMES.get(family, "parameter"), low, high)
+    return task_title(family, catalogue.parameter_name(family) or "parameter", low, high)
 
 
 def method_label(key: CurveKey, row: dict | None = None, with_model: bool = True) -> str:

@@ -23,7 +23,7 @@ from pdefm.errors import PdefmError
 from pdefm.report.figures import MAX_SAMPLES, seed_order
 from pdefm.report.names import method_label, row_task_title
 from pdefm.report.table import curve_key, usable_rows
-from pdefm.study.results import read_record
+from pdefm.study.store import read_record
 
 LABELS = {"finetune": "fine-tuned, N={n}", "scratch": "scratch, N={n}", "zero-shot": "zero-shot"}
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 
-from pdefm.report.names import PARAMETER_NAMES, method_label, row_task_title, task_title
+from pdefm import catalogue
+from pdefm.report.names import method_label, row_task_title, task_title
 from pdefm.report.table import curve_key, usable_rows
 
 EDGE_WORDS = {"high": "largest tried", "low": "smallest tried", "both": "only one tried"}
@@ -113,7 +114,7 @@ def _dataset_rows(datasets: dict[str, dict]) -> list[list[str]]:
             kind, grid = f"mixture of {members}", "-"
         else:
             kind = task_title(
-                d["family"], PARAMETER_NAMES.get(d["family"], "parameter"), d.get("low"),
+                d["family"], catalogue.parameter_name(d["family"]) or "parameter", d.get("low"),
                 d.get("high"),
             )  # fmt: skip
             grid = f"{d.get('resolution')} x {d.get('resolution')}"

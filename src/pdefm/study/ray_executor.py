@@ -1,16 +1,17 @@
 """The Ray executor: every run of a study phase becomes one Ray task on a cluster.
 
-The task body is ``runner.execute``, which is resumable and idempotent: a finished run returns
-its record, a started one continues from its state file. So a task whose worker dies (killed,
-out of memory, node lost) is simply retried by Ray (``MAX_RETRIES``) and resumes; a run is never
-recorded twice. Phases stay sequential (a downstream run needs its dataset and pre-training
-stage); the runs of one phase are sent together and reported as they finish. A task holds a
-lock on ``ROOT/.locks/RUN_ID`` while it runs, so a retry or a rerun that races a worker which is
-slow to die waits for it, then finds the run finished or resumes it.
+The task body is ``pdefm.study.execute.execute``, which is resumable and idempotent: a finished
+run returns its record, a started one continues from its state file. So a task whose worker
+dies (killed, out of memory, node lost) is simply retried by Ray (``MAX_RETRIES``) and resumes;
+a run is never recorded twice. Phases stay sequential (a downstream run needs its dataset and
+pre-training stage); the runs of one phase are sent together and reported as they finish. A
+task holds a lock on ``ROOT/.locks/RUN_ID`` while it runs, so a retry or a rerun that races a
+worker which is slow to die waits for it, then finds the run finished or resumes it.
 
 The study directory must be on storage that every node sees under the same absolute path
-(NFS, Lustre, ...): workers get absolute paths and read the study from ``ROOT/study.yaml``.
-Every node needs the same pdefm (and torch) installed; nothing is shipped with the tasks.
+(NFS, Lustre, ...): each task carries its run resolved with absolute paths (a dataset spec or a
+training configuration), so workers never read the study file. Every node needs the same pdefm
+(and torch) installed; nothing is shipped with the tasks.
 
 Resources per run: data generation asks for CPUs only; training and evaluation runs ask for one
 GPU when the cluster has GPUs, else CPUs. ``cpus_per_run`` / ``gpus_per_run`` override both.
@@ -27,8 +28,7 @@ from typing import Any
 
 from pdefm.data.io import directory_lock
 from pdefm.errors import PdefmError
-from pdefm.study.runner import _summary, execute
-from pdefm.study.spec import Study, StudyRun
+from pdefm.study.execute import Done, RunSummary, RunTask, execute
 
 MAX_RETRIES = 3  # worker deaths tolerated per run; each retry resumes from the run's state
 INSTALL = 'pip install "pdefm[ray]"'
@@ -46,15 +46,35 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class RayPool:
-    """A connection to a Ray cluster and the resources each kind of run asks for."""
+class RayExecutor:
+    """A connection to a Ray cluster and the resources each kind of run asks for; an executor
+    (see ``pdefm.study.execute``) that sends each run as one Ray task."""
 
     ray: Any  # the ray module, imported lazily
     data: Resources
     training: Resources
+    needs_absolute_paths = True  # tasks run on other nodes
 
-    def resources(self, run: StudyRun) -> Resources:
-        return self.data if run.kind == "data" else self.training
+    def resources(self, task: RunTask) -> Resources:
+        return self.data if task.kind == "data" else self.training
+
+    def run(self, tasks: list[RunTask], done: Done) -> None:
+        """Send ``tasks`` as Ray tasks; call ``done`` for each as it finishes."""
+        remote = self.ray.remote(_execute_run)
+        pending = {}
+        for task in tasks:
+            res = self.resources(task)
+            ref = remote.options(
+                name=f"pdefm-{task.kind}-{task.id}",
+                max_retries=MAX_RETRIES,
+                retry_exceptions=False,
+                **res.options(),
+            ).remote(task, max(1, int(res.cpus)))
+            pending[ref] = task
+        while pending:
+            [ref], _ = self.ray.wait(list(pending), num_returns=1)
+            task = pending.pop(ref)
+            done(task, _result(self.ray, ref, task))
 
 
 def import_ray():
@@ -71,7 +91,7 @@ def connect(
     address: str | None = None,
     cpus_per_run: float | None = None,
     gpus_per_run: float | None = None,
-) -> Iterator[RayPool]:
+) -> Iterator[RayExecutor]:
     """Connect to the Ray cluster at ``address`` for the duration of the block.
 
     ``address``: None follows ``ray.init()`` (``RAY_ADDRESS``, else a cluster started on this
@@ -101,7 +121,7 @@ def connect(
             ray.shutdown()
 
 
-def _pool(ray, cpus_per_run: float | None, gpus_per_run: float | None) -> RayPool:
+def _pool(ray, cpus_per_run: float | None, gpus_per_run: float | None) -> RayExecutor:
     cluster = ray.cluster_resources()
     has_gpus = cluster.get("GPU", 0) > 0
     cpus = 1.0 if cpus_per_run is None else cpus_per_run
@@ -113,32 +133,10 @@ def _pool(ray, cpus_per_run: float | None, gpus_per_run: float | None) -> RayPoo
                 f"{cluster.get(name, 0):g} now; they wait until nodes with enough join",
                 file=sys.stderr,
             )
-    return RayPool(ray, data=Resources(cpus, 0.0), training=Resources(cpus, gpus))
+    return RayExecutor(ray, data=Resources(cpus, 0.0), training=Resources(cpus, gpus))
 
 
-def run_phase(pool: RayPool, study: Study, runs: list[StudyRun], root: Path, bar) -> None:
-    """Send ``runs`` (one phase) as Ray tasks; write each summary to ``bar`` as it finishes."""
-    ray = pool.ray
-    remote = ray.remote(_execute_run)
-    study_file = str((root / "study.yaml").resolve())
-    pending = {}
-    for run in runs:
-        res = pool.resources(run)
-        ref = remote.options(
-            name=f"pdefm-{run.kind}-{run.id}",
-            max_retries=MAX_RETRIES,
-            retry_exceptions=False,
-            **res.options(),
-        ).remote(study_file, run.id, str(root.resolve()), max(1, int(res.cpus)))
-        pending[ref] = run
-    while pending:
-        [ref], _ = ray.wait(list(pending), num_returns=1)
-        run = pending.pop(ref)
-        bar.write(_summary(run, _result(ray, ref, run)))
-        bar.update(1)
-
-
-def _result(ray, ref, run: StudyRun) -> dict:
+def _result(ray, ref, task: RunTask) -> RunSummary:
     """The task's summary; a run's own error as itself, a lost worker as a one-line error."""
     try:
         return ray.get(ref)
@@ -148,18 +146,18 @@ def _result(ray, ref, run: StudyRun) -> dict:
         raise
     except ray.exceptions.RayError as exc:
         raise PdefmError(
-            f"{run.kind} run {run.id} lost its Ray worker on each of {MAX_RETRIES + 1} tries "
+            f"{task.kind} run {task.id} lost its Ray worker on each of {MAX_RETRIES + 1} tries "
             f"({type(exc).__name__}); its progress is kept: rerun the same command to resume"
         ) from None
 
 
-def _execute_run(study_file: str, run_id: str, root: str, threads: int) -> dict:
+def _execute_run(task: RunTask, threads: int) -> RunSummary:
     """The Ray task body: one run, with as many torch threads as CPUs it was given."""
     import torch
 
     torch.set_num_threads(threads)
-    with _run_lock(Path(root) / ".locks" / run_id):
-        return execute(Path(study_file), run_id, Path(root))
+    with _run_lock(Path(task.root) / ".locks" / task.id):
+        return execute(task)
 
 
 @contextmanager

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
-from pdefm.study.results import read_record
 from pdefm.study.spec import Study, StudyRun
+from pdefm.study.store import read_record
 
 REFINEMENTS = "refinements.json"
 REFINE_EXTEND = 2  # a refined grid may grow past an edge this often (as a downstream default)

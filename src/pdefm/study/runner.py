@@ -17,11 +17,8 @@ continues where it stopped and no run is recorded twice. A directory lock keeps 
 
 from __future__ import annotations
 
-import multiprocessing
 import shutil
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -30,11 +27,12 @@ from tqdm.auto import tqdm
 from pdefm.checks import check_disk, check_float, check_int, check_output_dir
 from pdefm.data.io import LOCK_NAME, directory_lock, write_json_atomic
 from pdefm.errors import PdefmError
+from pdefm.study.execute import Executor, ProcessExecutor, RunSummary, RunTask
 from pdefm.study.provenance import record_invocation
-from pdefm.study.refine import find_refinement, plan_refinements
-from pdefm.study.results import load_plan, read_record
+from pdefm.study.refine import plan_refinements
 from pdefm.study.spec import Study, StudyMixture, StudyRun, load_study, run_config
-from pdefm.threads import apply_threads, choose_threads, usable_cores
+from pdefm.study.store import load_plan, read_record
+from pdefm.threads import usable_cores
 
 PHASES = ("data", "pretrain", "downstream")
 MAX_REFINE = 64  # a larger budget factor in one go is more likely a typo than a plan
@@ -131,22 +129,22 @@ def run_study(
             disable=not progress,
             file=sys.stderr,
         )
-        pool = nullcontext()
+        pool = nullcontext(ProcessExecutor(workers, progress=not bar.disable))
         if executor == "ray" and todo:
             from pdefm.study.ray_executor import connect
 
             pool = connect(address, cpus_per_run, gpus_per_run)
-        with bar, pool as ray_pool:
+        with bar, pool as runs_with:
             for phase in PHASES:
                 batch = _runnable([r for r in todo if r.kind == phase], study, root, bar)
                 for wave in _waves(batch):
-                    _run_phase(study, wave, root, workers, bar, ray_pool)
+                    _run_wave(runs_with, study, wave, root, bar)
             if refine is not None:
                 more = plan_refinements(study, root, refine)
                 bar.write(f"  refining {len(more)} flagged run(s): budget x {refine}")
                 bar.total += len(more)
                 bar.refresh()
-                _run_phase(study, more, root, workers, bar, ray_pool)
+                _run_wave(runs_with, study, more, root, bar)
     return root
 
 
@@ -256,94 +254,29 @@ def write_plan(study: Study, root: Path) -> None:
     write_json_atomic(root / "plan.json", plan)
 
 
-def _run_phase(
-    study: Study, runs: list[StudyRun], root: Path, workers: int, bar, ray_pool=None
-) -> None:
+def task_for(study: Study, run: StudyRun, root: Path) -> RunTask:
+    """The run resolved for an executor: a dataset spec and its folder, or a RunConfig."""
+    if run.kind != "data":
+        return RunTask(run.id, run.kind, run.labels, root, config=run_config(run, root))
+    name = run.labels["name"]
+    spec, drop = study.datasets[name]
+    if isinstance(spec, StudyMixture):
+        spec = spec.mixture_spec(root / "data")
+    return RunTask(
+        run.id, run.kind, run.labels, root, out=root / "data" / name, dataset=spec,
+        drop_unsampleable=drop,
+    )  # fmt: skip
+
+
+def _run_wave(executor: Executor, study: Study, runs: list[StudyRun], root: Path, bar) -> None:
+    """Carry out ``runs`` (independent of each other) and report each as it finishes."""
     if not runs:
         return
-    if ray_pool is not None:
-        from pdefm.study.ray_executor import run_phase
+    if getattr(executor, "needs_absolute_paths", False):
+        root = root.resolve()
 
-        run_phase(ray_pool, study, runs, root, bar)
-        return
-    if workers <= 1 or len(runs) == 1:
-        apply_threads(choose_threads(workers=1))
-        for run in runs:
-            bar.write(_summary(run, execute(study.path, run.id, root, progress=not bar.disable)))
-            bar.update(1)
-        return
-    threads = choose_threads(workers=workers)  # each worker its share of the free cores
-    # Spawned, not forked: a fork of a process whose OpenMP pool has run (an earlier phase
-    # trained here) can deadlock in libgomp; spawned workers start clean and inherit the
-    # environment (the passive wait policy) before they import torch.
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_init,
-        initargs=(threads,),
-    ) as pool:
-        futures = {pool.submit(execute, study.path, r.id, root): r for r in runs}
-        for future in futures:
-            bar.write(_summary(futures[future], future.result()))
-            bar.update(1)
+    def done(task: RunTask, summary: RunSummary) -> None:
+        bar.write(summary.line(task))
+        bar.update(1)
 
-
-def _worker_init(threads: int) -> None:
-    apply_threads(threads)
-
-
-def execute(study_path: Path, run_id: str, root: Path, progress: bool = False) -> dict:
-    """Carry out one run (in this process or a worker); returns a small summary."""
-    from pdefm._malloc import keep_freed_memory
-
-    keep_freed_memory()
-    study = load_study(study_path)
-    run = next((r for r in study.runs if r.id == run_id), None) or find_refinement(root, run_id)
-    if run is None:
-        raise PdefmError(
-            f"run {run_id} is not in {study_path} (was the file changed while the study ran?); "
-            "rerun `pdefm study run`"
-        )
-    start = time.perf_counter()
-    if run.kind == "data":
-        from pdefm.data.generate import generate_dataset
-
-        spec, drop = study.datasets[run.labels["name"]]
-        out = root / "data" / run.labels["name"]
-        if isinstance(spec, StudyMixture):
-            from pdefm.data.mixture import mix_datasets
-
-            mix_datasets(spec.mixture_spec(root / "data"), out, progress=progress)
-        else:
-            generate_dataset(spec, out, drop_unsampleable=drop, progress=progress)
-        return {"status": "completed", "seconds": time.perf_counter() - start}
-    from pdefm.train.loop import train
-
-    record = train(run_config(run, root, progress))
-    return {
-        "status": record["status"],
-        "test": record.get("test"),
-        "reason": record.get("reason"),
-        "lr": record.get("selected_lr"),
-        "converged": record.get("converged"),
-        "lr_at_edge": record.get("lr_at_edge"),
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def _summary(run: StudyRun, result: dict) -> str:
-    labels = ", ".join(
-        f"{k} {v}"
-        for k, v in run.labels.items()
-        if k not in ("family", "task_low", "task_high", "low", "high", "init_family")
-    )
-    if result["status"] != "completed":
-        return f"  {run.kind}: {labels}: FAILED ({result.get('reason')})"
-    err = f": test rel L2 {result['test']['rel_l2']:.4g}" if result.get("test") else ""
-    if result.get("lr") is not None:
-        err += f", lr {result['lr']:g}"
-    if result.get("lr_at_edge"):
-        err += " (at the edge of the rates tried)"
-    if result.get("converged") is False:
-        err += ", still improving at the end"
-    return f"  {run.kind}: {labels}{err} ({result['seconds']:.1f} s)"
+    executor.run([task_for(study, run, root) for run in runs], done)

@@ -42,11 +42,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pdefm import catalogue
 from pdefm.checks import check_name
 from pdefm.data.mixture import MixtureSpec, member_quotas
 from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
-from pdefm.pdes import FAMILIES, GaussianLatticeSource
+from pdefm.pdes import GaussianLatticeSource
 from pdefm.study.yamlcheck import Checker, Located, load_located
 from pdefm.train.config import LOSSES, MAX_LR_EXTEND, MODES, RunConfig
 
@@ -334,13 +335,13 @@ def _study_words(message: str) -> str:
 
 
 def _family(check: Checker, item: Located, where: str) -> str:
-    if not isinstance(item.value, str) or item.value not in FAMILIES:
-        close = difflib.get_close_matches(str(item.value), list(FAMILIES), n=1)
+    names = catalogue.family_names()
+    if not catalogue.is_family(item.value):
+        close = difflib.get_close_matches(str(item.value), names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         check.fail(
             item,
-            f"unknown PDE family {item.value!r} in {where}; {hint}choose one of "
-            f"{', '.join(FAMILIES)}",
+            f"unknown PDE family {item.value!r} in {where}; {hint}choose one of {', '.join(names)}",
         )
     return item.value
 

@@ -187,7 +187,7 @@ def map_channels(model_channels: list[str], data_channels: list[str], where: str
     A model channel the dataset lacks is zero (its mask ``has_X`` zero too), as for a family
     without that coefficient in a mixture. A dataset channel the model has never seen is a
     one-line PdefmError: it would be silently ignored otherwise."""
-    from pdefm.data.mixture import MASK_PREFIX
+    from pdefm.catalogue import MASK_PREFIX
 
     unseen = unseen_channels(model_channels, data_channels)
     if unseen:

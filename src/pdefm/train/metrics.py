@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pdefm.pdes import FAMILIES, Grid, get_family
+from pdefm import catalogue
+from pdefm.pdes import Grid, get_family
 
 
 def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -46,7 +47,7 @@ def dataset_residual(
     prefix = "coefficients/"
     coeffs = {k[len(prefix) :]: v for k, v in vectors.items() if k.startswith(prefix)}
     if "members" not in card:
-        if card["family"] not in FAMILIES:
+        if not catalogue.is_family(card["family"]):
             return torch.full((len(pred),), float("nan"), dtype=torch.float64)
         return physics_residual(pred, source, card, coeffs)
     out = torch.full((len(pred),), float("nan"), dtype=torch.float64)
