@@ -322,26 +322,11 @@ def _add_train(sub) -> None:
     p.add_argument("--list-models", action="store_true", help="print the presets and exit")
     p.add_argument("--init", default="scratch", help="scratch (default) or a checkpoint directory")
     p.add_argument(
-        "--mode",
-        default="full",
-        help="full | head | frozen-spectral | lora | zero-shot (default full)",
-    )
-    p.add_argument("--n-train", type=int, help="train on a balanced subset of N examples")
-    p.add_argument("--subset-seed", type=int, default=0, help="which subset (default 0)")
-    p.add_argument(
         "--lr",
         type=float,
         nargs="+",
         default=[1e-3],
         help="learning rate(s); the best on validation is kept (default 1e-3)",
-    )
-    p.add_argument(
-        "--lr-extend",
-        type=int,
-        default=0,
-        metavar="K",
-        help="when the best rate is the largest or smallest tried, also try the next rate past "
-        "that edge (1e-3, 3e-3, 1e-2, ...), up to K times (default 0: the grid as given)",
     )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(
@@ -350,51 +335,11 @@ def _add_train(sub) -> None:
         help="epochs (default 100); steps grow with the data: ceil(N / batch) per epoch",
     )
     budget.add_argument("--steps", type=int, help="optimiser steps instead of epochs")
-    p.add_argument(
-        "--patience",
-        type=int,
-        metavar="P",
-        help="stop once validation has not improved for P epochs (--epochs is then the cap)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=32,
-        help="batch size above 64 examples (default 32; full batch at <= 64); under torchrun "
-        "the global batch, shared by the processes",
-    )
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW (default 1e-4)")
-    from pdefm.train.config import LOSSES  # no torch: keeps --help fast
+    # every other setting: its flag, default and help come from RunConfig's declaration
+    from pdefm.train.config import RunConfig, cli_settings  # no torch: keeps --help fast
+    from pdefm.train.settings import add_flags
 
-    p.add_argument(
-        "--loss",
-        choices=LOSSES,
-        default="mse",
-        help="training loss on normalised data: mse (default) or rel_l2, the mean per-sample "
-        "relative L2 error, which a few examples with huge solutions cannot dominate",
-    )
-    p.add_argument("--lora-rank", type=int, default=4, help="rank for --mode lora (default 4)")
-    p.add_argument(
-        "--new-channels",
-        choices=("error", "init"),
-        default="error",
-        help="a dataset channel the checkpoint never saw: refuse (default), or give it a "
-        "freshly initialised (zero) lift column and learn it",
-    )
-    p.add_argument("--seed", type=int, default=0, help="initialisation and data order seed")
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda[:N]")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (FFTs in float32)")
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the model (faster steps on GPU after a slow first one; default off)",
-    )
-    p.add_argument(
-        "--no-tf32",
-        dest="tf32",
-        action="store_false",
-        help="strict float32 matmuls on CUDA (default: TF32, faster and slightly less precise)",
-    )
+    add_flags(p, RunConfig, cli_settings())
     p.add_argument("--out", default="runs", help="runs directory (default runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_train)
@@ -421,33 +366,19 @@ def _run_train(args: argparse.Namespace) -> int:
         for name in list_models():
             print(f"{name:10s} {model_info(name)}")
         return 0
-    from pdefm.train.config import RunConfig
+    from pdefm.train.config import RunConfig, cli_settings
 
     epochs = args.epochs if args.epochs is not None or args.steps is not None else 100
     config = RunConfig(
         data=_data_arg(args),
         model=args.model,
         init=args.init,
-        mode=args.mode,
-        n_train=args.n_train,
-        subset_seed=args.subset_seed,
         lrs=tuple(args.lr),
-        lr_extend=args.lr_extend,
         epochs=epochs,
         steps=args.steps,
-        patience=args.patience,
-        batch_size=args.batch_size,
-        weight_decay=args.weight_decay,
-        loss=args.loss,
-        lora_rank=args.lora_rank,
-        new_channels=args.new_channels,
-        seed=args.seed,
-        bf16=args.bf16,
-        device=args.device,
-        compile=args.compile,
-        tf32=args.tf32,
         out=args.out,
         progress=not args.quiet,
+        **{name: getattr(args, name) for name in cli_settings()},
     )
     record = _train(config)
     from pdefm.train import distributed

@@ -6,7 +6,9 @@ dataset. Imports no torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +200,168 @@ def _moments(x: np.ndarray) -> dict:
         "min": float(x.min()),
         "max": float(x.max()),
     }
+
+
+# -- the typed view ------------------------------------------------------------------------------
+KINDS = ("generated", "imported", "mixture")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a mixture, as its card records it."""
+
+    path: str
+    family: str
+    family_config: dict
+    weight: float
+    content_hash: dict
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    """A checked dataset card: typed properties over the card's JSON, which is kept as written
+    (``to_json`` gives it back unchanged, so cards written by any pdefm version round-trip).
+
+    ``kind`` is explicit: "mixture" (a card with ``members``), "imported" (``spec.kind`` is
+    "import") or "generated". Every reader of a card outside this module goes through these
+    properties; the writers build the JSON and check it with :meth:`from_json`."""
+
+    data: dict
+    root: Path
+
+    @classmethod
+    def read(cls, root: str | Path) -> DatasetCard:
+        """The card of the dataset in ``root`` (see :func:`load_card`)."""
+        return load_card(root)
+
+    @classmethod
+    def from_json(cls, data: object, root: str | Path) -> DatasetCard:
+        """``data`` checked as the card of ``root`` (a one-line PdefmError otherwise)."""
+        check_card(data, Path(root))
+        return cls(data, Path(root))
+
+    def to_json(self) -> dict:
+        return self.data
+
+    # -- what the dataset is -------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        if "members" in self.data:
+            return "mixture"
+        spec = self.data["spec"]
+        return "imported" if spec.get("kind") == "import" else "generated"
+
+    @property
+    def is_mixture(self) -> bool:
+        return self.kind == "mixture"
+
+    @property
+    def family(self) -> str:
+        """The PDE family ("mixture" for a mixture, the given name for imported data)."""
+        return self.data["family"]
+
+    @property
+    def family_config(self) -> dict:
+        return self.data.get("family_config", {})
+
+    @property
+    def equation(self) -> str:
+        return self.data.get("equation", "")
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """A mixture's members in their order (empty for other datasets)."""
+        return tuple(
+            Member(
+                m["path"], m["family"], m.get("family_config", {}), float(m.get("weight", 1.0)),
+                m.get("content_hash", {}),
+            )
+            for m in self.data.get("members", [])
+        )  # fmt: skip
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families of the samples: a mixture's members' (each once), else the family."""
+        if self.is_mixture:
+            return tuple(dict.fromkeys(m.family for m in self.members))
+        return (self.family,)
+
+    # -- layout ----------------------------------------------------------------------------------
+    @property
+    def resolution(self) -> int:
+        return int(self.data["grid"]["resolution"])
+
+    @property
+    def input_channels(self) -> list[str]:
+        return list(self.data["channels"]["inputs"])
+
+    @property
+    def output_channels(self) -> list[str]:
+        return list(self.data["channels"]["outputs"])
+
+    def count(self, split: str) -> int:
+        return int(self.data["counts"][split])
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: self.count(s) for s in SPLITS}
+
+    def split_file(self, split: str) -> Path:
+        """The file of ``split``, inside the dataset folder (see :func:`split_file`)."""
+        return split_file(self.root, self.data, split)
+
+    @property
+    def content_hash(self) -> dict[str, str]:
+        """Per split, the SHA-256 over its blocks' digests."""
+        return dict(self.data["content_hash"])
+
+    @property
+    def data_hash(self) -> str:
+        """One short hash of the samples of every split (what run ids use for the data)."""
+        return hashlib.sha256("".join(self.content_hash.values()).encode()).hexdigest()[:16]
+
+    @property
+    def balance_levels(self) -> int:
+        """How many source sparsity levels subsets balance over (a mixture: one)."""
+        law = self.data["source_law"]
+        return int(law.get("balance_levels", len(law.get("sparsity_levels") or [0])))
+
+    # -- the parameter and statistics ------------------------------------------------------------
+    @property
+    def parameter_name(self) -> str:
+        return self.data["parameter"].get("name", "parameter")
+
+    @property
+    def declared(self) -> dict:
+        """The declared parameter law: {kind, low, high[, support]}."""
+        return self.data["parameter"].get("declared", {})
+
+    @property
+    def parameter(self) -> dict:
+        return self.data["parameter"]
+
+    def realised(self, split: str) -> dict:
+        """What the split holds: parameter summary, sparsity counts, acceptance, or a
+        mixture's families and members."""
+        return self.data.get("realised", {}).get(split, {})
+
+    @property
+    def normalisation(self) -> dict:
+        return self.data.get("normalisation", {})
+
+    # -- provenance ------------------------------------------------------------------------------
+    @property
+    def spec(self) -> dict:
+        return self.data["spec"]
+
+    @property
+    def command(self) -> str:
+        return self.data["command"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.data.get("warnings", []))
+
+    @property
+    def block_size(self) -> int | None:
+        return self.data["spec"].get("block_size")

@@ -257,7 +257,8 @@ def write_plan(study: Study, root: Path) -> None:
 def task_for(study: Study, run: StudyRun, root: Path) -> RunTask:
     """The run resolved for an executor: a dataset spec and its folder, or a RunConfig."""
     if run.kind != "data":
-        return RunTask(run.id, run.kind, run.labels, root, config=run_config(run, root))
+        config = run_config(run, root, machine=study.machine)
+        return RunTask(run.id, run.kind, run.labels, root, config=config)
     name = run.labels["name"]
     spec, drop = study.datasets[name]
     if isinstance(spec, StudyMixture):

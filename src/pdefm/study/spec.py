@@ -49,9 +49,19 @@ from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import GaussianLatticeSource
 from pdefm.study.yamlcheck import Checker, Located, load_located
-from pdefm.train.config import LOSSES, MAX_LR_EXTEND, MODES, RunConfig
+from pdefm.train.config import MAX_LR_EXTEND, MODES, RunConfig
+from pdefm.train.settings import GRID, MACHINE, STAGE, check_value, settings_of, study_keys
 
-TOP_KEYS = {"name", "resolution", "seed", "sigma", "datasets", "pretrain", "downstream"}
+TOP_KEYS = {
+    "name",
+    "resolution",
+    "seed",
+    "sigma",
+    "datasets",
+    "pretrain",
+    "downstream",
+    "machine",
+}
 MIX_KEYS = {"mixture", "n_train", "n_val", "n_test", "masks", "seed"}
 DATA_KEYS = {
     "family",
@@ -65,37 +75,13 @@ DATA_KEYS = {
     "max_abs_u",
     "drop_unsampleable",
 }
-STAGE_KEYS = {
-    "data",
-    "model",
-    "epochs",
-    "steps",
-    "patience",
-    "lrs",
-    "lr_extend",
-    "batch_size",
-    "weight_decay",
-    "loss",
-    "seed",
-}
-GRID_KEYS = {
-    "tasks",
-    "sizes",
-    "inits",
-    "modes",
-    "models",
-    "lrs",
-    "lr_extend",
-    "seeds",
-    "epochs",
-    "steps",
-    "patience",
-    "batch_size",
-    "weight_decay",
-    "loss",
-    "lora_rank",
-    "zero_shot",
-}
+# keys with a study form of their own; the other keys are RunConfig settings that declare a
+# study place (pdefm.train.settings: STAGE, GRID, MACHINE)
+STAGE_KEYS = {"data", "model", "epochs", "steps", "patience", "lrs", "lr_extend"}
+STAGE_KEYS |= set(study_keys(RunConfig, STAGE))
+GRID_KEYS = {"tasks", "sizes", "inits", "modes", "models", "lrs", "lr_extend", "seeds"}
+GRID_KEYS |= {"epochs", "steps", "patience", "zero_shot", *study_keys(RunConfig, GRID)}
+MACHINE_KEYS = set(study_keys(RunConfig, MACHINE))
 SPLITS = ("n_train", "n_val", "n_test")
 TRAIN_MODES = tuple(m for m in MODES if m != "zero-shot")
 
@@ -108,8 +94,6 @@ MAX_SAMPLES = 100_000_000  # per split of one dataset
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_EPOCHS = 1_000_000
 MAX_STEPS = 100_000_000
-MAX_BATCH = 1 << 20
-MAX_LORA_RANK = 4096
 AUTO_LRS = [1e-3, 3e-3]  # `lrs: auto` starts here and grows past an edge (AUTO_EXTEND times)
 AUTO_EXTEND = 3
 DOWNSTREAM_EXTEND = 2  # a downstream grid grows past its edge this often unless lr_extend says
@@ -166,6 +150,7 @@ class Study:
     path: Path
     datasets: dict[str, tuple[GenerationSpec | StudyMixture, bool]]  # name -> (spec, drop)
     runs: list[StudyRun]
+    machine: dict = field(default_factory=dict)  # device / compile / tf32 for every run
 
     def data_bytes(self, names: set[str] | None = None) -> int:
         """Disk the datasets ``names`` (default: all) take once generated, roughly: two
@@ -208,7 +193,7 @@ def load_study(path: str | Path) -> Study:
             runs += _downstream(check, block, where, datasets, data_runs, stages)
             if len(runs) > MAX_RUNS:
                 check.fail(block, _too_many_runs(len(runs)))
-    return Study(name, path, datasets, _unique(runs))
+    return Study(name, path, datasets, _unique(runs), _machine(check, top.get("machine")))
 
 
 def _study_name(check: Checker, top: dict, path: Path) -> str:
@@ -428,9 +413,7 @@ def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, Study
             "mode": "full",
             **_budget(check, fields, entry, where),
         }
-        config.update(
-            _train_options(check, fields, where, ("batch_size", "weight_decay", "loss", "seed"))
-        )
+        config.update(_train_options(check, fields, where, study_keys(RunConfig, STAGE)))
         config.update(_lr_grid(check, fields, where, default_extend=0))
         spec, _ = datasets[data]
         labels = {
@@ -463,9 +446,7 @@ def _downstream(check, block: Located, where: str, datasets, data_runs, stages) 
             "add models: [fno-tiny] (say) or remove scratch",
         )
     common = _budget(check, g, block, where)
-    common.update(
-        _train_options(check, g, where, ("batch_size", "weight_decay", "loss", "lora_rank"))
-    )
+    common.update(_train_options(check, g, where, study_keys(RunConfig, GRID)))
     common.update(_lr_grid(check, g, where, default_extend=DOWNSTREAM_EXTEND))
     seeds = [_seed(check, s, f"{where}.seeds") for s in listing("seeds")] if "seeds" in g else [0]
     sizes = [check.integer(s, f"{where}.sizes", 1, MAX_SAMPLES) for s in listing("sizes")]
@@ -624,27 +605,39 @@ def _lr_grid(check, fields: dict, where: str, default_extend: int) -> dict:
 
 
 def _train_options(check, fields: dict, where: str, keys: tuple[str, ...]) -> dict:
-    """The optional training fields among ``keys`` that ``fields`` sets, checked."""
+    """The settings among ``keys`` that ``fields`` sets, checked against their declaration
+    (``RunConfig``'s schema), errors at FILE:LINE."""
+    declared = settings_of(RunConfig)
     out = {}
     for key in keys:
         if key not in fields:
             continue
         item, name = fields[key], f"{where}.{key}"
-        if key == "weight_decay":
-            value = check.number(item, name, minimum=0.0)
+        _, schema = declared[key]
+        if schema.kind == "float":
+            value = check.number(item, name, minimum=schema.minimum, positive=schema.positive)
             # keep the number as written (0 vs 0.0): it is part of the run id
             out[key] = item.value if isinstance(item.value, (int, float)) else value
-        elif key == "seed":
-            out[key] = _seed(check, item, name)
-        elif key == "loss":
-            if item.value not in LOSSES:
-                choices = ", ".join(LOSSES)
-                check.fail(item, f"unknown loss {item.value!r} in {name}; choose from {choices}")
-            out[key] = item.value
+        elif schema.kind == "choice" and item.value not in schema.choices:
+            close = difflib.get_close_matches(str(item.value), schema.choices, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            check.fail(
+                item,
+                f"unknown {key} {item.value!r} in {name}; {hint}choose from "
+                f"{', '.join(schema.choices)}",
+            )
         else:
-            limit = MAX_BATCH if key == "batch_size" else MAX_LORA_RANK
-            out[key] = check.integer(item, name, 1, limit)
+            out[key] = check.wrap(item, check_value, schema, name)
     return out
+
+
+def _machine(check, item: Located | None) -> dict:
+    """The study's ``machine`` block: settings that change where or how fast runs go, not
+    what they compute (not in run ids), given to every run."""
+    if item is None:
+        return {}
+    fields = check.mapping(item, "machine", MACHINE_KEYS)
+    return _train_options(check, fields, "machine", tuple(sorted(MACHINE_KEYS)))
 
 
 def _lrs(check, item: Located | None, where: str) -> list[float]:
@@ -731,12 +724,16 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_config(run: StudyRun, study_dir: Path, progress: bool = False) -> RunConfig:
+def run_config(
+    run: StudyRun, study_dir: Path, progress: bool = False, machine: dict | None = None
+) -> RunConfig:
     """The RunConfig of a training / evaluation run, paths resolved inside ``study_dir``
-    (the spec builds them from plain names and hashes, so they cannot leave it)."""
+    (the spec builds them from plain names and hashes, so they cannot leave it), with the
+    study's ``machine`` settings (not part of run ids)."""
     c = dict(run.config)
     c["data"] = str(study_dir / c["data"])
     if c.get("init", "scratch") != "scratch":
         c["init"] = str(study_dir / c["init"])
     c["lrs"] = tuple(c.get("lrs", (1e-3,)))
+    c.update(machine or {})
     return RunConfig(**c, out=str(study_dir / "runs"), run_name=run.id, progress=progress)

@@ -13,8 +13,18 @@ import numbers
 import re
 from dataclasses import asdict, dataclass, field
 
-from pdefm.checks import check_choice, check_float, check_int, check_name, check_output_dir
+from pdefm.checks import check_float, check_int, check_name, check_output_dir
 from pdefm.errors import PdefmError
+from pdefm.train.settings import (
+    GRID,
+    MACHINE,
+    STAGE,
+    check_value,
+    id_defaults,
+    id_exclusions,
+    setting,
+    settings_of,
+)
 
 MODES = ("full", "head", "frozen-spectral", "lora", "zero-shot")
 NEW_CHANNELS = ("error", "init")  # a dataset channel a checkpoint never saw: refuse, or add it
@@ -24,15 +34,11 @@ NEW_CHANNELS = ("error", "init")  # a dataset channel a checkpoint never saw: re
 # dominate the gradient as they do under MSE.
 LOSSES = ("mse", "rel_l2")
 SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
-# Fields that change where or how fast a run goes, not what it computes: not in its id.
-# (tf32 moves GPU results at the level of float32 matmul rounding, as the device does.)
-_NOT_IN_ID = ("out", "device", "progress", "run_name", "compile", "tf32")
 MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate every k-th
 MAX_LR_EXTEND = 8  # rounds of learning-rate grid extension at most (each adds a training run)
-# Fields added after run ids were first published: left out of the id at their default, so a
-# run configured as before keeps its id (and its finished record is found again).
-_ID_DEFAULTS = {"patience": None, "lr_extend": 0, "loss": "mse"}
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators both take it
+MAX_BATCH = 1 << 20
+MAX_LORA_RANK = 4096
 _INT_FIELDS = (
     "n_train",
     "subset_seed",
@@ -57,33 +63,87 @@ class RunConfig:
     epochs. ``lrs`` is the learning-rate grid; with ``lr_extend`` > 0, a selected rate at an
     edge of the grid makes the grid grow past that edge (next rate on the 1-3-10 ladder) up
     to ``lr_extend`` times before the final choice.
+
+    Fields made with ``setting`` carry their own schema (``pdefm.train.settings``): the CLI
+    flags, the study file's keys and checks, and the run id are derived from them. ``data``,
+    ``lrs`` and the budget (``epochs`` / ``steps``) have CLI and study forms of their own.
     """
 
     data: str
     model: str = "fno-tiny"
     init: str = "scratch"
-    mode: str = "full"
-    n_train: int | None = None
-    subset_seed: int = 0
+    mode: str = setting(
+        "full", "what is trained: full | head | frozen-spectral | lora | zero-shot", "choice",
+        choices=MODES,
+    )  # fmt: skip
+    n_train: int | None = setting(
+        None, "train on a balanced subset of N examples", "int", minimum=1, metavar="N"
+    )
+    subset_seed: int = setting(0, "which subset", "int", minimum=0, maximum=MAX_SEED)
     lrs: tuple[float, ...] = (1e-3,)
     epochs: int | None = 100
     steps: int | None = None
-    patience: int | None = None  # epochs without a validation improvement before stopping
-    lr_extend: int = 0  # times the lr grid may grow past an edge where the best rate sits
-    batch_size: int = 32
-    weight_decay: float = 1e-4
-    loss: str = "mse"  # one of LOSSES
-    lora_rank: int = 4
-    new_channels: str = "error"
-    seed: int = 0
-    bf16: bool = False
-    device: str = "auto"
-    compile: bool = False  # torch.compile the network that is trained
-    tf32: bool = True  # TensorFloat-32 matmuls on CUDA (the DFTs of the Fourier layers too)
-    out: str = "runs"
-    progress: bool = True
+    patience: int | None = setting(
+        None, "stop once validation has not improved for P epochs (--epochs is then the cap)",
+        "int", minimum=1, omit_default=True, metavar="P",
+    )  # fmt: skip
+    lr_extend: int = setting(
+        0, "when the best rate is the largest or smallest tried, also try the next rate past "
+        "that edge (1e-3, 3e-3, 1e-2, ...), up to K times (0: the grid as given)",
+        "int", minimum=0, maximum=MAX_LR_EXTEND, omit_default=True, metavar="K",
+    )  # fmt: skip
+    batch_size: int = setting(
+        32, "batch size above 64 examples (full batch at <= 64); under torchrun the global "
+        "batch, shared by the processes", "int", minimum=1, maximum=MAX_BATCH,
+        study=(STAGE, GRID),
+    )  # fmt: skip
+    weight_decay: float = setting(
+        1e-4, "AdamW weight decay", "float", minimum=0.0, study=(STAGE, GRID)
+    )
+    loss: str = setting(
+        "mse", "training loss on normalised data: mse, or rel_l2, the mean per-sample relative "
+        "L2 error, which a few examples with huge solutions cannot dominate", "choice",
+        choices=LOSSES, omit_default=True, study=(STAGE, GRID),
+    )  # fmt: skip
+    grad_clip: float | None = setting(
+        None, "clip the gradient's global L2 norm at C before each step (default: no "
+        "clipping)", "float", positive=True, omit_default=True, study=(STAGE, GRID),
+        metavar="C",
+    )  # fmt: skip
+    lora_rank: int = setting(
+        4, "rank for --mode lora", "int", minimum=1, maximum=MAX_LORA_RANK, study=(GRID,)
+    )
+    new_channels: str = setting(
+        "error", "a dataset channel the checkpoint never saw: refuse (error), or give it a "
+        "freshly initialised (zero) lift column and learn it (init)", "choice",
+        choices=NEW_CHANNELS, study=(GRID,),
+    )  # fmt: skip
+    seed: int = setting(
+        0, "initialisation and data order seed", "int", minimum=0, maximum=MAX_SEED,
+        study=(STAGE,),
+    )  # fmt: skip
+    bf16: bool = setting(
+        False, "bf16 autocast on CUDA (FFTs in float32); changes the numbers, so it is part "
+        "of the run", "bool", study=(STAGE, GRID),
+    )  # fmt: skip
+    device: str = setting(
+        "auto", "auto (cuda if present), cpu, cuda[:N] or mps", "text", in_id=False,
+        study=(MACHINE,),
+    )  # fmt: skip
+    compile: bool = setting(
+        False, "torch.compile the model (faster steps on GPU after a slow first one)", "bool",
+        in_id=False, study=(MACHINE,),
+    )  # fmt: skip
+    # TF32 moves GPU results at the level of float32 matmul rounding, as the device does
+    tf32: bool = setting(
+        True, "strict float32 matmuls on CUDA (default: TF32, faster and slightly less "
+        "precise)", "bool", in_id=False, study=(MACHINE,), flag="--no-tf32",
+    )  # fmt: skip
+    out: str = field(default="runs", metadata={"in_id": False})
+    progress: bool = field(default=True, metadata={"in_id": False})
     model_overrides: dict = field(default_factory=dict)
-    run_name: str | None = None  # directory name under out (default: the run id)
+    # directory name under out (default: the run id)
+    run_name: str | None = field(default=None, metadata={"in_id": False})
 
     def __post_init__(self) -> None:
         # Python API conveniences: one learning rate may be given bare, numpy numbers become
@@ -104,10 +164,10 @@ class RunConfig:
         checkpoint's content hash (``checkpoint_hash``) in place of its path: the same data or
         weights at another path (a moved study, a copied checkpoint) are the same run."""
         d = asdict(self)
-        for key in _NOT_IN_ID:
+        for key in id_exclusions(RunConfig):
             d.pop(key)
         d["lrs"] = list(self.lrs)
-        for key, default in _ID_DEFAULTS.items():
+        for key, default in id_defaults(RunConfig).items():
             if d[key] == default:
                 del d[key]
         d["data_hash"] = data_hash
@@ -155,7 +215,7 @@ class RunConfig:
         preset, the dataset and the checkpoint exist and fit together is checked by the
         training loop, still before anything is written."""
         self._validate_paths()
-        check_choice(self.mode, "--mode", MODES)
+        self._validate_settings()
         if self.mode != "full" and self.init == "scratch":
             raise PdefmError(
                 f"mode {self.mode!r} adapts a pre-trained model: give --init "
@@ -163,18 +223,18 @@ class RunConfig:
             )
         if not isinstance(self.model, str) or not self.model:
             raise PdefmError(f"--model must be a preset name, got {self.model!r}")
-        if self.n_train is not None:
-            check_int(self.n_train, "--n-train", minimum=1)
-        check_int(self.subset_seed, "--subset-seed", minimum=0, maximum=MAX_SEED)
-        check_int(self.seed, "--seed", minimum=0, maximum=MAX_SEED)
         self._validate_lrs()
         self._validate_budget()
-        check_int(self.batch_size, "--batch-size", minimum=1)
-        check_float(self.weight_decay, "--weight-decay", minimum=0.0)
-        check_choice(self.loss, "--loss", LOSSES)
-        check_int(self.lora_rank, "--lora-rank", minimum=1)
-        check_choice(self.new_channels, "--new-channels", NEW_CHANNELS)
         self._validate_switches()
+
+    def _validate_settings(self) -> None:
+        """Every declared setting against its schema, named by its CLI flag; an optional
+        setting (default None) may stay None."""
+        for name, (f, schema) in settings_of(RunConfig).items():
+            value = getattr(self, name)
+            if value is None and f.default is None:
+                continue
+            check_value(value, schema, schema.flag_name(name).replace("--no-", "--"))
 
     def _validate_paths(self) -> None:
         for value, option in ((self.data, "--data"), (self.init, "--init"), (self.out, "--out")):
@@ -206,29 +266,30 @@ class RunConfig:
             check_int(self.epochs, "--epochs", minimum=1)
         else:
             check_int(self.steps, "--steps", minimum=1)
-        if self.patience is not None:
-            check_int(self.patience, "--patience", minimum=1)
-            if self.epochs is None:
-                raise PdefmError(
-                    "--patience stops on validation within an epoch cap: give --epochs CAP "
-                    "instead of --steps"
-                )
-        check_int(self.lr_extend, "--lr-extend", minimum=0, maximum=MAX_LR_EXTEND)
+        if self.patience is not None and self.epochs is None:
+            raise PdefmError(
+                "--patience stops on validation within an epoch cap: give --epochs CAP "
+                "instead of --steps"
+            )
 
     def _validate_switches(self) -> None:
         if not isinstance(self.device, str) or not DEVICE_PATTERN.match(self.device):
             raise PdefmError(
                 f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
             )
-        for name in ("bf16", "compile", "tf32", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise PdefmError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.progress, bool):
+            raise PdefmError(f"progress must be True or False, got {self.progress!r}")
         if not isinstance(self.model_overrides, dict) or not all(
             isinstance(k, str) for k in self.model_overrides
         ):
             raise PdefmError(
                 f"model_overrides must map option names to values, got {self.model_overrides!r}"
             )
+
+
+def cli_settings() -> tuple[str, ...]:
+    """The settings that ``pdefm train`` takes as flags of their own, in --help order."""
+    return tuple(settings_of(RunConfig))
 
 
 def _is_real(x: object) -> bool:

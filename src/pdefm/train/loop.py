@@ -499,7 +499,8 @@ def _step(net, opt, x, y, config: RunConfig, weight: float = 1.0) -> torch.Tenso
     The loss is L(net(x), y) * weight, L the batch mean of the per-sample MSE or relative L2
     (``config.loss``), with weight = share size * world size / global batch size (1 in one
     process), so that DDP's mean over ranks of the gradients is the gradient of the global
-    batch's loss even when the shares differ in size."""
+    batch's loss even when the shares differ in size. With ``config.grad_clip`` = C the
+    gradient g of the trained parameters is scaled to g * min(1, C / ||g||_2) first."""
     with _autocast(x.device, config.bf16):
         pred = net(x)
     if len(x):
@@ -512,6 +513,9 @@ def _step(net, opt, x, y, config: RunConfig, weight: float = 1.0) -> torch.Tenso
         loss = pred.float().sum()  # 0: an empty share must still join DDP's all-reduce
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if config.grad_clip is not None:  # after backward: under DDP the gradients are all-reduced
+        params = [p for group in opt.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
     opt.step()
     return loss.detach()
 
