@@ -430,7 +430,7 @@ def test_w2_is_generated_with_a_larger_budget_and_the_card_records_it(tmp_path):
         n_test=4,
         family_config={"redraw_budget": 200_000},
     )
-    card = generate_dataset(spec, tmp_path / "h", progress=False)
+    card = generate_dataset(spec, tmp_path / "h", progress=False).to_json()
     assert card["parameter"]["declared"]["support"] == [1, 2, 3]
     assert "--redraw-budget 200000" in card["command"]
     acceptance = card["realised"]["train"]["acceptance"]
@@ -443,7 +443,7 @@ def test_w2_is_generated_with_a_larger_budget_and_the_card_records_it(tmp_path):
 
 def test_w2_dropped_on_request_names_the_rate(tmp_path, capsys):
     spec = small_spec("helmholtz", range=(1.0, 3.0), n_train=8, n_val=4, n_test=4)
-    card = generate_dataset(spec, tmp_path / "h", progress=False, drop_unsampleable=True)
+    card = generate_dataset(spec, tmp_path / "h", progress=False, drop_unsampleable=True).to_json()
     assert card["parameter"]["declared"]["excluded"] == [2]
     assert "accepts about 1 source in" in card["warnings"][0]
     assert "redraw budget of 2,000" in capsys.readouterr().err
@@ -514,5 +514,5 @@ def test_a_resumed_generation_needs_only_the_disk_it_has_left(tmp_path, monkeypa
     with pytest.raises(PdefmError, match="of disk"):
         generate_dataset(spec, out, progress=False)
     free(spec.disk_bytes() - written + 1)
-    card = generate_dataset(spec, out, progress=False)
+    card = generate_dataset(spec, out, progress=False).to_json()
     assert card["counts"]["train"] == spec.n_train

@@ -339,7 +339,7 @@ def test_evaluate_bad_device_and_dataset(refused, ctx, tmp_path):
 def _run_dir(ctx, **kw) -> Path:
     """Where `pdefm train POISSON *FAST --out RUNS` puts its run (same id computation)."""
     config = RunConfig(data=str(ctx.poisson), model="fno-micro", epochs=None, steps=2, **kw)
-    data_hash = loop._data_hash(PDEDataset(ctx.poisson).card)
+    data_hash = PDEDataset(ctx.poisson).card.data_hash
     return ctx.runs / RunConfig.run_id(config.resolved(data_hash))
 
 

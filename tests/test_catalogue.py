@@ -71,7 +71,7 @@ def test_a_family_registered_from_a_test_file_generates_trains_and_evaluates(toy
     spec = GenerationSpec(
         toy.name, 1.0, 2.0, 48, 16, 16, resolution=16, block_size=16, source=WIDE_SOURCES
     )
-    card = generate_dataset(spec, tmp_path / "data", progress=False)
+    card = generate_dataset(spec, tmp_path / "data", progress=False).to_json()
     assert card["channels"]["inputs"] == ["source", "screening_a"]
     assert card["equation"] == toy.equation and card["parameter"]["name"] == "a"
     assert card["realised"]["train"]["parameter"]["inside_declared_range"]

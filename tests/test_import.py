@@ -97,7 +97,7 @@ def test_round_trip_keeps_every_sample(tmp_path, capsys, fmt):
         ds.close()
     assert sorted(seen) == list(range(N))  # a partition: every sample once
 
-    card = load_card(out)
+    card = load_card(out).to_json()
     assert card["counts"] == {"train": 16, "val": 2, "test": 2}
     assert card["family"] == "darcy-own" and card["parameter"]["name"] == "e"
     assert card["channels"] == {"inputs": ["source", *NAMES], "outputs": ["solution"]}
@@ -113,7 +113,7 @@ def test_card_normalisation_is_the_train_split_statistics(tmp_path):
     rows = [int(np.flatnonzero(arrays["parameter"] == v)[0]) for v in ds.parameters()]
     ds.close()
     f = arrays["source"][rows].astype(np.float32).astype(np.float64)
-    norm = load_card(out)["normalisation"]
+    norm = load_card(out).to_json()["normalisation"]
     assert norm["source_norm"]["median"] == pytest.approx(
         np.median(np.sqrt((f**2).mean(axis=(1, 2)))), rel=1e-12
     )
@@ -140,7 +140,7 @@ def test_minimal_file_and_verify(tmp_path, capsys):
     out = tmp_path / "d"
     path = write_npz(tmp_path / "m.npz", fields)
     assert main(["import", str(path), "--out", str(out), "--quiet"]) == 0
-    card = load_card(out)
+    card = load_card(out).to_json()
     assert card["channels"]["inputs"] == ["source"] and card["parameter"]["name"] == "none"
     assert card["family"] == "custom" and card["counts"]["train"] > 2 * importer.BLOCK_SIZE
     code, text, err = cli(capsys, "inspect", str(out), "--verify")
@@ -157,7 +157,7 @@ def test_flags_override_the_file(tmp_path):
     out = importer.import_dataset(
         path, tmp_path / "d", family="heat-own", equation="u_t = lap u", progress=False
     )
-    card = load_card(out)
+    card = load_card(out).to_json()
     assert (card["family"], card["equation"]) == ("heat-own", "u_t = lap u")
     assert "--family heat-own --equation='u_t = lap u'" in card["command"]
 
@@ -402,9 +402,9 @@ def test_card_command_recreates_the_dataset(tmp_path):
     path = write_h5(tmp_path / "own.h5", own_arrays())
     first = load_card(
         importer.import_dataset(path, tmp_path / "a", equation="-lap u = f", progress=False)
-    )
+    ).to_json()
     args = shlex.split(first["command"])[1:]  # drop "pdefm"
     assert main([*args, "--out", str(tmp_path / "b"), "--quiet"]) == 0
-    again = load_card(tmp_path / "b")
+    again = load_card(tmp_path / "b").to_json()
     assert again["content_hash"] == first["content_hash"]
     assert again["equation"] == "-lap u = f" and again["spec"] == first["spec"]

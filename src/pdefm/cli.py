@@ -276,15 +276,13 @@ def _run_mix(args: argparse.Namespace) -> int:
         if n is not None and n < 1:
             raise PdefmError(f"--n-{split} must be >= 1, got {n}; omit it to use every sample")
     cards = [load_card(path) for path, _ in members]
-    counts = {
-        s: n if n is not None else sum(c["counts"][s] for c in cards) for s, n in given.items()
-    }
+    counts = {s: n if n is not None else sum(c.count(s) for c in cards) for s, n in given.items()}
     spec = MixtureSpec(
         members, counts["train"], counts["val"], counts["test"], args.masks, args.seed
     )
     card = mix_datasets(spec, args.out, progress=not args.quiet)
-    families = ", ".join(f"{f} {n}" for f, n in card["realised"]["train"]["families"].items())
-    print(f"mixture {args.out}: train {families}; channels {', '.join(card['channels']['inputs'])}")
+    families = ", ".join(f"{f} {n}" for f, n in card.realised("train")["families"].items())
+    print(f"mixture {args.out}: train {families}; channels {', '.join(card.input_channels)}")
     print(f"train on it with: pdefm train {args.out} --model fno-tiny --epochs 50")
     return 0
 
@@ -786,11 +784,11 @@ def _run_generate(args: argparse.Namespace) -> int:
         card_path = Path(args.from_card)
         root = card_path if card_path.is_dir() else card_path.parent
         card = load_card(root)
-        if card["spec"].get("kind") == "import":
+        if card.kind == "imported":
             raise PdefmError(
-                f"{root} was imported, not generated; recreate it with: {card['command']} --out DIR"
+                f"{root} was imported, not generated; recreate it with: {card.command} --out DIR"
             )
-        spec = GenerationSpec.from_dict(card["spec"], f"{root / 'card.json'} field spec")
+        spec = GenerationSpec.from_dict(card.spec, f"{root / 'card.json'} field spec")
         _warn_if_not_bit_identical(card, root)
     else:
         spec = _spec_from_args(args)
@@ -798,9 +796,9 @@ def _run_generate(args: argparse.Namespace) -> int:
     card = generate_dataset(
         spec, out, drop_unsampleable=args.drop_unsampleable, progress=not args.quiet
     )
-    counts = card["counts"]
+    counts = card.counts
     print(
-        f"dataset {out}: {spec.family} {card['parameter']['name']} in "
+        f"dataset {out}: {spec.family} {card.parameter_name} in "
         f"[{spec.low:g}, {spec.high:g}], {counts['train']}/{counts['val']}/{counts['test']} "
         f"train/val/test at {spec.resolution}x{spec.resolution}"
     )
@@ -808,12 +806,11 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_if_not_bit_identical(card: dict, root) -> None:
+def _warn_if_not_bit_identical(card, root) -> None:
     """Helmholtz cards written before the redraw budget existed (no ``redraw_budget`` in
     their family config) drew replacement sources in another order: the law of w is the same,
     but samples that needed redraws come out different."""
-    config = card.get("family_config")
-    if card.get("family") == "helmholtz" and "redraw_budget" not in (config or {}):
+    if card.family == "helmholtz" and "redraw_budget" not in card.family_config:
         print(
             f"warning: {root} predates the Helmholtz redraw budget; samples that needed "
             "redrawing will differ from the original (same law of w, not the same bytes)",
@@ -845,11 +842,11 @@ def _run_import(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     card = load_card(out)
-    counts, n = card["counts"], card["grid"]["resolution"]
+    counts, n = card.counts, card.resolution
     print(
-        f"dataset {out}: {card['family']}, {counts['train']}/{counts['val']}/{counts['test']} "
-        f"train/val/test at {n}x{n}; inputs {', '.join(card['channels']['inputs'])}; "
-        f"output {', '.join(card['channels']['outputs'])}"
+        f"dataset {out}: {card.family}, {counts['train']}/{counts['val']}/{counts['test']} "
+        f"train/val/test at {n}x{n}; inputs {', '.join(card.input_channels)}; "
+        f"output {', '.join(card.output_channels)}"
     )
     print(f"inspect it with: pdefm inspect {out}")
     print(f"fine-tune on it with: pdefm train {out} --init CHECKPOINT --n-train 64 --epochs 50")

@@ -24,7 +24,7 @@ CARD_VERSION = 1
 HISTOGRAM_BINS = 20
 
 
-def load_card(root: str | Path) -> dict:
+def load_card(root: str | Path) -> DatasetCard:
     """Read and check the card of the dataset in ``root``: a missing, garbled or escaping card
     is a one-line PdefmError naming the file and the field (see ``check_card``)."""
     root = Path(root)
@@ -50,8 +50,7 @@ def load_card(root: str | Path) -> dict:
         ) from None
     except OSError as exc:
         raise PdefmError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    check_card(card, root)
-    return card
+    return DatasetCard.from_json(card, root)
 
 
 def check_card(card: object, root: Path) -> None:
@@ -127,7 +126,8 @@ def _check_channels(card: dict, path: Path) -> None:
 
 
 def split_file(root: str | Path, card: dict, split: str) -> Path:
-    """The file of ``split`` named by the card, which must stay inside ``root``."""
+    """The file of ``split`` named by the card's JSON ``card``, which must stay inside
+    ``root``."""
     name = card["files"].get(split) if isinstance(card.get("files"), dict) else None
     return contained_path(Path(root), name, f"{Path(root) / CARD_NAME} field files.{split}")
 
@@ -204,6 +204,18 @@ def _moments(x: np.ndarray) -> dict:
 
 # -- the typed view ------------------------------------------------------------------------------
 KINDS = ("generated", "imported", "mixture")
+ABRIDGED = (
+    "family",
+    "equation",
+    "family_config",
+    "parameter",
+    "grid",
+    "channels",
+    "counts",
+    "content_hash",
+    "seed",
+    "command",
+)
 
 
 @dataclass(frozen=True)
@@ -242,6 +254,15 @@ class DatasetCard:
 
     def to_json(self) -> dict:
         return self.data
+
+    def member_fields(self) -> dict:
+        """What a mixture's card records of each member (besides its path and weight)."""
+        keys = ("family", "equation", "family_config", "parameter", "channels", "content_hash")
+        return {**{k: self.data[k] for k in keys}, "command": self.data.get("command")}
+
+    def abridged(self) -> dict:
+        """The fields a checkpoint card keeps of each dataset it was trained on."""
+        return {k: self.data[k] for k in ABRIDGED if k in self.data}
 
     # -- what the dataset is -------------------------------------------------------------------
     @property
@@ -288,6 +309,11 @@ class DatasetCard:
 
     # -- layout ----------------------------------------------------------------------------------
     @property
+    def grid(self) -> dict:
+        """{resolution, domain, periodic, points}."""
+        return dict(self.data["grid"])
+
+    @property
     def resolution(self) -> int:
         return int(self.data["grid"]["resolution"])
 
@@ -329,12 +355,12 @@ class DatasetCard:
     # -- the parameter and statistics ------------------------------------------------------------
     @property
     def parameter_name(self) -> str:
-        return self.data["parameter"].get("name", "parameter")
+        return self.data["parameter"]["name"]
 
     @property
     def declared(self) -> dict:
         """The declared parameter law: {kind, low, high[, support]}."""
-        return self.data["parameter"].get("declared", {})
+        return self.data["parameter"]["declared"]
 
     @property
     def parameter(self) -> dict:
@@ -343,11 +369,11 @@ class DatasetCard:
     def realised(self, split: str) -> dict:
         """What the split holds: parameter summary, sparsity counts, acceptance, or a
         mixture's families and members."""
-        return self.data.get("realised", {}).get(split, {})
+        return self.data["realised"][split]
 
     @property
     def normalisation(self) -> dict:
-        return self.data.get("normalisation", {})
+        return self.data["normalisation"]
 
     # -- provenance ------------------------------------------------------------------------------
     @property
@@ -359,9 +385,18 @@ class DatasetCard:
         return self.data["command"]
 
     @property
+    def seed(self) -> int | None:
+        return self.data.get("seed")
+
+    @property
+    def generator_version(self) -> int | None:
+        return self.data.get("generator_version")
+
+    @property
     def warnings(self) -> list[str]:
         return list(self.data.get("warnings", []))
 
     @property
-    def block_size(self) -> int | None:
-        return self.data["spec"].get("block_size")
+    def block_size(self) -> int:
+        """Rows per content-hash block (a KeyError if the card lacks it)."""
+        return self.data["spec"]["block_size"]

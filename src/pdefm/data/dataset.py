@@ -14,7 +14,7 @@ import torch
 
 from pdefm.catalogue import SPLITS
 from pdefm.data import store
-from pdefm.data.card import load_card, split_file
+from pdefm.data.card import load_card
 from pdefm.data.subset import balanced_subset
 from pdefm.errors import PdefmError
 
@@ -32,8 +32,8 @@ class PDEDataset(torch.utils.data.Dataset):
         self.root = Path(root)
         self.split = split
         self.card = load_card(self.root)
-        self.count = int(self.card["counts"][split])
-        self.path = split_file(self.root, self.card, split)  # never outside root
+        self.count = self.card.count(split)
+        self.path = self.card.split_file(split)  # never outside root
         self.indices = np.arange(self.count) if indices is None else np.asarray(indices, np.int64)
         self._h5: h5py.File | None = None
         self._h5_pid: int | None = None
@@ -43,11 +43,11 @@ class PDEDataset(torch.utils.data.Dataset):
     # -- metadata --------------------------------------------------------------------------
     @property
     def input_channels(self) -> list[str]:
-        return list(self.card["channels"]["inputs"])
+        return self.card.input_channels
 
     @property
     def resolution(self) -> int:
-        return int(self.card["grid"]["resolution"])
+        return self.card.resolution
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -59,10 +59,10 @@ class PDEDataset(torch.utils.data.Dataset):
     def families(self) -> np.ndarray:
         """The PDE family of each sample, shape (len,) of str: the card's family, or for a
         mixture each sample's member family."""
-        if "members" in self.card:
-            names = np.array([m["family"] for m in self.card["members"]])
+        if self.card.is_mixture:
+            names = np.array([m.family for m in self.card.members])
             return names[self.vectors()["member"][self.indices]]
-        return np.full(len(self.indices), self.card["family"])
+        return np.full(len(self.indices), self.card.family)
 
     def vectors(self) -> dict[str, np.ndarray]:
         """Per-sample scalars of the whole split (parameter, sparsity, coefficients, ...)."""
@@ -91,15 +91,14 @@ class PDEDataset(torch.utils.data.Dataset):
         ``balanced_subset``); only valid on a full split."""
         if len(self.indices) != self.count:
             raise PdefmError("take subsets of a full split, not of a subset")
-        law = self.card["source_law"]
-        levels = law.get("balance_levels", len(law.get("sparsity_levels") or [0]))
+        levels = self.card.balance_levels
         return PDEDataset(self.root, self.split, balanced_subset(self.count, n, levels, seed))
 
     def _file(self) -> h5py.File:
         import os
 
         if self._h5 is None or self._h5_pid != os.getpid():
-            fix = f"regenerate it: {self.card['command']} --out NEW_DIR"
+            fix = f"regenerate it: {self.card.command} --out NEW_DIR"
             self._h5 = store.open_split(self.path, self.count, fix=fix)
             self._h5_pid = os.getpid()
         return self._h5

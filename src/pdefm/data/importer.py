@@ -551,6 +551,7 @@ def _write_atomically(
     try:
         hashes = _write_splits(arrays, layout, splits, tmp, progress)
         card = build_card(arrays.path, layout, tmp, hashes, options)
+        cards.check_card(card, tmp)
         write_json_atomic(tmp / cards.CARD_NAME, card)
         os.rename(tmp, out)  # replaces an empty ``out``; fails if one appeared meanwhile
         fsync_dir(out.parent)

@@ -14,7 +14,7 @@ import numpy as np
 from pdefm.catalogue import SPLITS
 from pdefm.checks import check_int
 from pdefm.data import store
-from pdefm.data.card import load_card, split_file
+from pdefm.data.card import DatasetCard, load_card
 from pdefm.data.io import temp_path
 from pdefm.errors import PdefmError
 
@@ -39,7 +39,7 @@ def inspect_dataset(
         lines = summary_lines(card)
         if verify:
             lines.append(verify_hashes(root, card))
-        if int(card["counts"]["train"]) == 0:
+        if card.count("train") == 0:
             raise PdefmError(f"{root} has no train samples to plot; regenerate the dataset")
         tmp = temp_path(png)
         try:
@@ -84,87 +84,89 @@ def _card_fields(root: Path) -> Iterator[None]:
         ) from None
 
 
-def summary_lines(card: dict) -> list[str]:
-    if card["family"] == "mixture":
+def summary_lines(card: DatasetCard) -> list[str]:
+    if card.is_mixture:
         return _mixture_lines(card)
-    p = card["parameter"]
-    declared = p["declared"]
-    n = card["grid"]["resolution"]
+    p = card.parameter
+    declared = card.declared
+    n = card.resolution
     lines = [
-        f"{card['family']}: {card['equation']}",
+        f"{card.family}: {card.equation}",
         f"  parameter {p['name']} ({p['description']}), declared "
         f"{declared['kind']} on [{declared['low']:g}, {declared['high']:g}]"
         + (f", support {declared['support']}" if "support" in declared else ""),
-        f"  grid {n}x{n} periodic; inputs {', '.join(card['channels']['inputs'])}; "
-        f"output {', '.join(card['channels']['outputs'])}",
+        f"  grid {n}x{n} periodic; inputs {', '.join(card.input_channels)}; "
+        f"output {', '.join(card.output_channels)}",
         "  samples "
-        + ", ".join(f"{s} {card['counts'][s]}" for s in SPLITS)
-        + f"; seed {card['seed']}; generator v{card['generator_version']}",
+        + ", ".join(f"{s} {card.count(s)}" for s in SPLITS)
+        + f"; seed {card.seed}; generator v{card.generator_version}",
     ]
     for split in SPLITS:
-        r = card["realised"][split]["parameter"]
+        r = card.realised(split)["parameter"]
         inside = "all inside" if r["inside_declared_range"] else "NOT all inside"
         lines.append(
             f"  {split:5s} {p['name']} realised min {r['min']:.4g} max {r['max']:.4g} "
             f"mean {r['mean']:.4g} ({inside} the declared range)"
         )
-    acc = card["realised"]["train"].get("acceptance")
+    acc = card.realised("train").get("acceptance")
     if acc:
         rates = ", ".join(f"{k}: {v['rate']:.2f}" for k, v in acc.items())
         lines.append(f"  train acceptance per {p['name']} (accepted / sources drawn): {rates}")
-    for warning in card.get("warnings", []):
+    for warning in card.warnings:
         lines.append(f"  warning: {warning}")
-    norm = card["normalisation"]
+    norm = card.normalisation
     lines.append(
         f"  train median source norm {norm['source_norm']['median']:.4g}, "
         f"median solution norm {norm['solution_norm']['median']:.4g}"
     )
-    lines.append(f"  regenerate: {card['command']}")
+    lines.append(f"  regenerate: {card.command}")
     return lines
 
 
-def _mixture_lines(card: dict) -> list[str]:
-    n = card["grid"]["resolution"]
+def _mixture_lines(card: DatasetCard) -> list[str]:
+    n = card.resolution
     lines = [
-        f"mixture of {', '.join(card['families'])}",
-        f"  grid {n}x{n} periodic; inputs {', '.join(card['channels']['inputs'])}",
-        "  samples " + ", ".join(f"{s} {card['counts'][s]}" for s in SPLITS),
+        f"mixture of {', '.join(card.families)}",
+        f"  grid {n}x{n} periodic; inputs {', '.join(card.input_channels)}",
+        "  samples " + ", ".join(f"{s} {card.count(s)}" for s in SPLITS),
     ]
-    for m, count in zip(card["members"], card["realised"]["train"]["members"], strict=True):
-        lines.append(f"  member {m['path']} ({m['family']}, weight {m['weight']:g}): {count} train")
-    lines.append(f"  regenerate: {card['command']}")
+    for m, count in zip(card.members, card.realised("train")["members"], strict=True):
+        lines.append(f"  member {m.path} ({m.family}, weight {m.weight:g}): {count} train")
+    lines.append(f"  regenerate: {card.command}")
     return lines
 
 
-def verify_hashes(root: Path, card: dict) -> str:
+def verify_hashes(root: Path, card: DatasetCard) -> str:
     """Re-hash every split block by block and compare with the card's content hashes."""
-    block = card["spec"]["block_size"]
+    block = card.block_size
     for split in SPLITS:
-        with store.open_split(split_file(root, card, split), card["counts"][split]) as h5:
+        count = card.count(split)
+        with store.open_split(card.split_file(split), count) as h5:
             digests = [
-                store.rows_digest(store.read_rows(h5, a, min(a + block, card["counts"][split])))
-                for a in range(0, card["counts"][split], block)
+                store.rows_digest(store.read_rows(h5, a, min(a + block, count)))
+                for a in range(0, count, block)
             ]
-        if hashlib.sha256("".join(digests).encode()).hexdigest() != card["content_hash"][split]:
+        if hashlib.sha256("".join(digests).encode()).hexdigest() != card.content_hash[split]:
             raise PdefmError(
                 f"{split} split of {root} does not match its card's content hash; "
-                f"regenerate it with: {card['command']}"
+                f"regenerate it with: {card.command}"
             )
     return "  verified: every split matches the card's content hash"
 
 
-def plot_dataset(root: Path, card: dict, png: Path, n_examples: int) -> None:
+def plot_dataset(root: Path, card: DatasetCard, png: Path, n_examples: int) -> None:
     """Rows of (source, solution) examples from the train split plus parameter histograms."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n_examples = max(1, min(n_examples, card["counts"]["train"]))
-    name = card["parameter"]["name"]
+    count = card.count("train")
+    n_examples = max(1, min(n_examples, count))
+    name = card.parameter_name
     fig, axes = plt.subplots(2, n_examples + 1, figsize=(3 * (n_examples + 1), 6), squeeze=False)
-    with store.open_split(split_file(root, card, "train"), card["counts"]["train"]) as h5:
-        index = np.linspace(0, card["counts"]["train"] - 1, n_examples).round().astype(int)
+    with store.open_split(card.split_file("train"), count) as h5:
+        index = np.linspace(0, count - 1, n_examples).round().astype(int)
         fields = store.read_fields(h5, index)
         params = h5["parameter"][...]
     for col, i in enumerate(index):
@@ -178,28 +180,28 @@ def plot_dataset(root: Path, card: dict, png: Path, n_examples: int) -> None:
     _plot_histogram(axes[0, -1], card)
     axes[1, -1].axis("off")
     axes[1, -1].text(0, 0.5, "\n".join(summary_lines(card)[:4]), fontsize=7, wrap=True)
-    fig.suptitle(f"{root.name}: {card['family']}" + _declared_text(card))
+    fig.suptitle(f"{root.name}: {card.family}" + _declared_text(card))
     fig.tight_layout()
     fig.savefig(png, dpi=80, format="png")
     plt.close(fig)
 
 
-def _declared_text(card: dict) -> str:
-    declared = card["parameter"]["declared"]
+def _declared_text(card: DatasetCard) -> str:
+    declared = card.declared
     if declared["low"] is None:
-        return f" ({', '.join(card.get('families', []))})"
-    return f", {card['parameter']['name']} in [{declared['low']:g}, {declared['high']:g}]"
+        return f" ({', '.join(card.families)})"
+    return f", {card.parameter_name} in [{declared['low']:g}, {declared['high']:g}]"
 
 
-def _plot_histogram(ax, card: dict) -> None:
-    if card["family"] == "mixture":
-        families = card["realised"]["train"]["families"]
+def _plot_histogram(ax, card: DatasetCard) -> None:
+    if card.is_mixture:
+        families = card.realised("train")["families"]
         ax.bar(list(families), list(families.values()))
         ax.set_title("train samples per family")
         return
-    declared = card["parameter"]["declared"]
+    declared = card.declared
     for split in SPLITS:
-        r = card["realised"][split]["parameter"]
+        r = card.realised(split)["parameter"]
         if "counts" in r:
             keys = list(r["counts"])
             ax.plot(
@@ -210,7 +212,7 @@ def _plot_histogram(ax, card: dict) -> None:
             dens = np.asarray(r["histogram"]["counts"]) / r["n"]
             ax.stairs(dens, edges, label=split)
     ax.axvspan(declared["low"], declared["high"], color="0.9", zorder=-1, label="declared")
-    ax.set_xlabel(card["parameter"]["name"])
+    ax.set_xlabel(card.parameter_name)
     ax.set_ylabel("share of samples")
     ax.set_title("realised parameter")
     ax.legend(fontsize=7)

@@ -37,6 +37,7 @@ from pdefm.catalogue import MASK_PREFIX, SPLITS, mask_name, union_order
 from pdefm.checks import check_count, check_creatable, check_disk, check_float, check_int
 from pdefm.data import card as cards
 from pdefm.data import store
+from pdefm.data.card import DatasetCard
 from pdefm.data.io import LOCK_NAME, atomic_replace, directory_lock, write_json_atomic
 from pdefm.data.subset import balanced_subset
 from pdefm.errors import PdefmError
@@ -132,7 +133,7 @@ class MixtureSpec:
 
 
 # -- entry point ----------------------------------------------------------------------------------
-def mix_datasets(spec: MixtureSpec, out: str | Path, progress: bool = True) -> dict:
+def mix_datasets(spec: MixtureSpec, out: str | Path, progress: bool = True) -> DatasetCard:
     """Write the mixture ``spec`` to ``out`` (or find it finished there); returns its card.
 
     Every check (spec, members, output folder, disk) comes before ``out`` is created. Splits
@@ -148,7 +149,7 @@ def mix_datasets(spec: MixtureSpec, out: str | Path, progress: bool = True) -> d
     existing = _finished(out, spec)
     if existing is not None:
         return existing
-    channels = union_channels([m["card"]["channels"]["inputs"] for m in members], spec.masks)
+    channels = union_channels([m.card.input_channels for m in members], spec.masks)
     picks = {s: _picks(spec, members, s) for s in SPLITS}  # checks counts before writing
     _check_disk(spec, members, out)
     before = set(out.iterdir()) if out.is_dir() else set()
@@ -165,7 +166,7 @@ def mix_datasets(spec: MixtureSpec, out: str | Path, progress: bool = True) -> d
         raise
 
 
-def _write(spec: MixtureSpec, out: Path, members, channels, picks, progress: bool) -> dict:
+def _write(spec: MixtureSpec, out: Path, members, channels, picks, progress: bool) -> DatasetCard:
     with directory_lock(out, f"{out} is being written by another process; wait for it"):
         total = sum(spec.count(s) for s in SPLITS)
         hashes = {}
@@ -173,47 +174,56 @@ def _write(spec: MixtureSpec, out: Path, members, channels, picks, progress: boo
         with bar:
             for split in SPLITS:
                 hashes[split] = _write_split(out, split, members, picks[split], channels, bar)
-        card = _build_card(spec, out, members, channels, picks, hashes)
-        write_json_atomic(out / cards.CARD_NAME, card)
+        card = DatasetCard.from_json(_build_card(spec, out, members, channels, picks, hashes), out)
+        write_json_atomic(out / cards.CARD_NAME, card.to_json())
     return card
 
 
-def _check_disk(spec: MixtureSpec, members: list[dict], out: Path) -> None:
+def _check_disk(spec: MixtureSpec, members: list[_Member], out: Path) -> None:
     """Refuse a mixture the disk cannot hold (float32 fields plus vectors, every split)."""
-    n = members[0]["card"]["grid"]["resolution"]
+    n = members[0].card.resolution
     samples = sum(spec.count(s) for s in SPLITS)
     check_disk(out, samples * (8 * n * n + 256), "mix", "lower --n-train/--n-val/--n-test")
 
 
-def _load_member(path: Path, weight: float) -> dict:
+@dataclass(frozen=True)
+class _Member:
+    """A member dataset as the mixer uses it: its folder, weight and card."""
+
+    path: Path
+    weight: float
+    card: DatasetCard
+
+
+def _load_member(path: Path, weight: float) -> _Member:
     card = cards.load_card(path)
-    if card["family"] == "mixture":
+    if card.is_mixture:
         raise PdefmError(f"{path} is itself a mixture; mix its members directly")
-    return {"path": path, "weight": weight, "card": card}
+    return _Member(path, weight, card)
 
 
-def _check_members(members: list[dict]) -> None:
-    resolutions = {m["card"]["grid"]["resolution"] for m in members}
+def _check_members(members: list[_Member]) -> None:
+    resolutions = {m.card.resolution for m in members}
     if len(resolutions) > 1:
-        listing = ", ".join(f"{m['path']}: {m['card']['grid']['resolution']}" for m in members)
+        listing = ", ".join(f"{m.path}: {m.card.resolution}" for m in members)
         raise PdefmError(
             f"mixture members have different resolutions ({listing}); generate them at one "
             "resolution"
         )
-    paths = [str(m["path"].resolve()) for m in members]
+    paths = [str(m.path.resolve()) for m in members]
     if len(set(paths)) < len(paths):
         raise PdefmError("a member dataset is listed twice; give each directory once")
 
 
-def _finished(out: Path, spec: MixtureSpec) -> dict | None:
+def _finished(out: Path, spec: MixtureSpec) -> DatasetCard | None:
     check_creatable(out, "--out")
     if out.exists() and not out.is_dir():
         raise PdefmError(f"--out {out} is a file; give a new or empty directory")
     if (out / cards.CARD_NAME).is_file():
         card = cards.load_card(out)
-        if card.get("spec") != spec.to_dict():
+        if card.spec != spec.to_dict():
             raise PdefmError(
-                f"{out} already holds a different dataset ({card.get('command')}); "
+                f"{out} already holds a different dataset ({card.command}); "
                 "choose another --out or delete it"
             )
         return card
@@ -225,20 +235,20 @@ def _finished(out: Path, spec: MixtureSpec) -> dict | None:
 
 
 # -- choosing samples -----------------------------------------------------------------------------
-def _picks(spec: MixtureSpec, members: list[dict], split: str) -> np.ndarray:
+def _picks(spec: MixtureSpec, members: list[_Member], split: str) -> np.ndarray:
     """(n, 2) int64 rows of (member, origin row) in mixture order."""
-    quotas = member_quotas([m["weight"] for m in members], spec.count(split))
+    quotas = member_quotas([m.weight for m in members], spec.count(split))
     parts = []
     for k, (member, quota) in enumerate(zip(members, quotas, strict=True)):
-        available = int(member["card"]["counts"][split])
+        available = member.card.count(split)
         if quota > available:
             raise PdefmError(
-                f"member {member['path']} has {available} {split} samples but the mixture needs "
+                f"member {member.path} has {available} {split} samples but the mixture needs "
                 f"{quota}; lower --n-{split} or its weight, or generate a larger member"
             )
         if quota == 0:
             continue
-        levels = len(member["card"]["source_law"].get("sparsity_levels") or [0])
+        levels = member.card.balance_levels
         rows = balanced_subset(available, quota, levels, seed=_seed(spec.seed, split, k))
         parts.append(np.stack([np.full(quota, k), rows], axis=1))
     picks = np.concatenate(parts).astype(np.int64)
@@ -256,15 +266,12 @@ def _write_split(out: Path, split: str, members, picks: np.ndarray, channels, ba
     """Write one split block by block; returns its content hash (as the generator's)."""
     final, partial = out / f"{split}.h5", out / f"{split}.h5.partial"
     coefficient_names = list(dict.fromkeys(_coefficient_names(members)))
-    files = [
-        store.open_split(cards.split_file(m["path"], m["card"], split), m["card"]["counts"][split])
-        for m in members
-    ]
+    files = [store.open_split(m.card.split_file(split), m.card.count(split)) for m in members]
     digests = []
     h5 = store.create_split(
         partial,
         len(picks),
-        members[0]["card"]["grid"]["resolution"],
+        members[0].card.resolution,
         len(channels) - 1,
         coefficient_names,
         optional=store.OPTIONAL_VECTORS,
@@ -283,11 +290,10 @@ def _write_split(out: Path, split: str, members, picks: np.ndarray, channels, ba
     return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
-def _coefficient_names(members: list[dict]) -> list[str]:
+def _coefficient_names(members: list[_Member]) -> list[str]:
     names = []
     for m in members:
-        path = cards.split_file(m["path"], m["card"], "train")
-        with store.open_split(path) as h5:
+        with store.open_split(m.card.split_file("train")) as h5:
             names += list(h5["coefficients"])
     return names
 
@@ -295,7 +301,7 @@ def _coefficient_names(members: list[dict]) -> list[str]:
 def _block_arrays(block: np.ndarray, members, files, channels, coefficient_names) -> dict:
     """One block's rows in the split layout, every member mapped onto ``channels``."""
     n = len(block)
-    res = members[0]["card"]["grid"]["resolution"]
+    res = members[0].card.resolution
     arrays = {
         "source": np.empty((n, res, res), np.float32),
         "solution": np.empty((n, res, res), np.float32),
@@ -312,14 +318,14 @@ def _block_arrays(block: np.ndarray, members, files, channels, coefficient_names
     return arrays
 
 
-def _fill_member(arrays: dict, at, rows, member: dict, h5, channels: list[str]) -> None:
+def _fill_member(arrays: dict, at, rows, member: _Member, h5, channels: list[str]) -> None:
     """Copy rows of one member into positions ``at`` of the block's arrays."""
     fields = store.read_fields(h5, rows)
     arrays["source"][at] = fields["source"]
     arrays["solution"][at] = fields["solution"]
     for name in store.VECTORS:
         arrays[name][at] = _take(h5[name], rows)
-    own = member["card"]["channels"]["inputs"][1:]
+    own = member.card.input_channels[1:]
     values = _take(h5["channels"], rows)
     for j, name in enumerate(own):
         arrays["channels"][at, channels.index(name) - 1] = values[:, j]
@@ -339,10 +345,10 @@ def _take(dataset, rows: np.ndarray) -> np.ndarray:
 
 # -- the card -------------------------------------------------------------------------------------
 def _build_card(spec: MixtureSpec, out: Path, members, channels, picks, hashes) -> dict:
-    families = list(dict.fromkeys(m["card"]["family"] for m in members))
+    families = list(dict.fromkeys(m.card.family for m in members))
     with store.open_split(out / "train.h5", spec.n_train) as h5:
         vectors = store.read_vectors(h5)
-    first = members[0]["card"]
+    first = members[0].card
     return {
         "format": cards.CARD_FORMAT,
         "format_version": cards.CARD_VERSION,
@@ -358,7 +364,7 @@ def _build_card(spec: MixtureSpec, out: Path, members, channels, picks, hashes) 
             "integer": False,
             "declared": {"kind": "mixture", "low": None, "high": None},
         },
-        "grid": first["grid"],
+        "grid": first.grid,
         "channels": {"inputs": channels, "outputs": ["solution"]},
         "source_law": {"kind": "mixture", "sparsity_levels": [], "balance_levels": 1},
         "members": [_member_entry(m) for m in members],
@@ -375,22 +381,19 @@ def _build_card(spec: MixtureSpec, out: Path, members, channels, picks, hashes) 
     }
 
 
-def _member_entry(member: dict) -> dict:
-    c = member["card"]
-    keys = ("family", "equation", "family_config", "parameter", "channels", "content_hash")
+def _member_entry(member: _Member) -> dict:
     return {
-        "path": str(member["path"].resolve()),
-        "weight": member["weight"],
-        **{key: c[key] for key in keys},
-        "command": c.get("command"),
+        "path": str(member.path.resolve()),
+        "weight": member.weight,
+        **member.card.member_fields(),
     }
 
 
-def _realised(picks: np.ndarray, members: list[dict]) -> dict:
+def _realised(picks: np.ndarray, members: list[_Member]) -> dict:
     per_member = np.bincount(picks[:, 0], minlength=len(members))
     families: dict[str, int] = {}
     for m, count in zip(members, per_member, strict=True):
-        families[m["card"]["family"]] = families.get(m["card"]["family"], 0) + int(count)
+        families[m.card.family] = families.get(m.card.family, 0) + int(count)
     return {"families": families, "members": [int(c) for c in per_member]}
 
 
@@ -398,7 +401,7 @@ def _normalisation(vectors: dict, channels: list[str], members, families: list[s
     """The whole train split's statistics plus the same per family (normalisation is per
     family: each sample is scaled by its own family's medians)."""
     stats = cards.normalisation_stats(vectors, channels[1:])
-    family_of = np.array([members[k]["card"]["family"] for k in vectors["member"]])
+    family_of = np.array([members[k].card.family for k in vectors["member"]])
     stats["families"] = {}
     for fam in families:
         rows = family_of == fam

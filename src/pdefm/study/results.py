@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pdefm import catalogue
 from pdefm.checks import check_output_file
+from pdefm.data.card import DatasetCard
 from pdefm.errors import PdefmError
 from pdefm.study.refine import latest
 from pdefm.study.store import bad_field, load_plan, read_json, read_record
@@ -188,7 +189,8 @@ def dataset_summaries(root: str | Path) -> dict[str, dict]:
 def _card_summary(card_path: Path, role: str) -> dict:
     """``_summary`` of the card at ``card_path``; a damaged card is one line naming it."""
     fix = f"delete {card_path.parent} and rerun the study to regenerate it"
-    card = read_json(card_path, fix)
+    # read leniently: the summary needs few fields, and a missing one is named below
+    card = DatasetCard(read_json(card_path, fix), card_path.parent)
     try:
         return _summary(card, role)
     except KeyError as exc:
@@ -197,18 +199,18 @@ def _card_summary(card_path: Path, role: str) -> dict:
         raise bad_field(card_path, "the card", "has a field of the wrong type", fix) from None
 
 
-def _summary(card: dict, role: str) -> dict:
+def _summary(card: DatasetCard, role: str) -> dict:
     """One dataset card as the report's summary entry."""
-    declared = card["parameter"]["declared"]
+    declared = card.declared
     head = {
-        "family": card["family"],
-        "parameter": card["parameter"]["name"],
+        "family": card.family,
+        "parameter": card.parameter["name"],
         "low": declared.get("low"),
         "high": declared.get("high"),
         "role": role,
     }
-    realised = card["realised"]["train"]
-    if card["family"] == "mixture":
+    realised = card.realised("train")
+    if card.family == catalogue.MIXTURE:
         return {**head, "families": dict(realised.get("families", {}))}
     law = realised["parameter"]
     if "histogram" in law:

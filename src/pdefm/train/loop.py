@@ -88,7 +88,7 @@ def train(config: RunConfig) -> dict:
     splits = _open_splits(config)
     init = _load_init(config)
     _check_fit(config, splits["train"], init, device)
-    resolved = config.resolved(_data_hash(splits["train"].card), init.hash if init else None)
+    resolved = config.resolved(splits["train"].card.data_hash, init.hash if init else None)
     run_id = RunConfig.run_id(resolved)
     run_dir = Path(config.out) / (config.run_name or run_id)
     done = _finished_record(run_dir)
@@ -643,7 +643,7 @@ def _build(config: RunConfig, train_ds: PDEDataset, init: _Init | None):
 def _checkpoint_card(config, train_ds: PDEDataset, norm: Normaliser, base, lr, init) -> dict:
     datasets = list(base.get("datasets") or []) if base else []
     datasets.append(_abridged_card(train_ds))
-    resolved = config.resolved(_data_hash(train_ds.card), init.hash if init else None)
+    resolved = config.resolved(train_ds.card.data_hash, init.hash if init else None)
     return {
         "input_channels": list(norm.channels),
         "output_channels": ["solution"],
@@ -655,20 +655,8 @@ def _checkpoint_card(config, train_ds: PDEDataset, norm: Normaliser, base, lr, i
 
 
 def _abridged_card(ds: PDEDataset) -> dict:
-    c = ds.card
-    keys = (
-        "family",
-        "equation",
-        "family_config",
-        "parameter",
-        "grid",
-        "channels",
-        "counts",
-        "content_hash",
-        "seed",
-        "command",
-    )
-    return {**{k: c[k] for k in keys}, "n_train_used": len(ds), "path": str(ds.root)}
+    """What a checkpoint card records of a dataset it was trained on."""
+    return {**ds.card.abridged(), "n_train_used": len(ds), "path": str(ds.root)}
 
 
 # -- up-front checks -------------------------------------------------------------------------------
@@ -761,10 +749,6 @@ def _open_splits(config: RunConfig) -> dict[str, PDEDataset]:
         "val": PDEDataset(config.data, "val"),
         "test": PDEDataset(config.data, "test"),
     }
-
-
-def _data_hash(card: dict) -> str:
-    return hashlib.sha256("".join(card["content_hash"].values()).encode()).hexdigest()[:16]
 
 
 def _finished_record(run_dir: Path) -> dict | None:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from pdefm import catalogue
+from pdefm.data.card import DatasetCard
 from pdefm.pdes import Grid, get_family
 
 
@@ -22,14 +23,18 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def physics_residual(
-    pred: torch.Tensor, source: torch.Tensor, card: dict, coefficients: dict[str, np.ndarray]
+    pred: torch.Tensor,
+    source: torch.Tensor,
+    family: str,
+    family_config: dict,
+    coefficients: dict[str, np.ndarray],
 ) -> torch.Tensor:
     """||L u_pred - f|| / ||f|| per sample, computed spectrally in float64.
 
     pred, source: (B, n, n); coefficients: name -> (B,) arrays as stored in the dataset.
-    The operator is the dataset's family with the constants recorded in its card.
+    The operator is ``family`` with the constants ``family_config`` (as a card records them).
     """
-    pde = get_family(card["family"], **card["family_config"])
+    pde = get_family(family, **family_config)
     coeffs = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in coefficients.items()}
     u, f = pred.detach().double().cpu(), source.detach().double().cpu()
     if pde.remove_mean:
@@ -38,7 +43,7 @@ def physics_residual(
 
 
 def dataset_residual(
-    pred: torch.Tensor, source: torch.Tensor, card: dict, vectors: dict[str, np.ndarray]
+    pred: torch.Tensor, source: torch.Tensor, card: DatasetCard, vectors: dict[str, np.ndarray]
 ) -> torch.Tensor:
     """``physics_residual`` for a batch of any pdefm dataset: per member family for a mixture
     (``vectors["member"]``), NaN for a family pdefm has no operator for (imported data).
@@ -46,14 +51,20 @@ def dataset_residual(
     pred, source (B, n, n); vectors: the split's per-sample arrays at the batch's rows."""
     prefix = "coefficients/"
     coeffs = {k[len(prefix) :]: v for k, v in vectors.items() if k.startswith(prefix)}
-    if "members" not in card:
-        if not catalogue.is_family(card["family"]):
-            return torch.full((len(pred),), float("nan"), dtype=torch.float64)
-        return physics_residual(pred, source, card, coeffs)
     out = torch.full((len(pred),), float("nan"), dtype=torch.float64)
+    if not card.is_mixture:
+        if catalogue.is_family(card.family):
+            out = physics_residual(pred, source, card.family, card.family_config, coeffs)
+        return out
+    members = card.members
     for k in np.unique(vectors["member"]):
         at = np.flatnonzero(vectors["member"] == k)
+        member = members[k]
+        if not catalogue.is_family(member.family):
+            continue
         # a mixture stores every member's coefficients, NaN for the samples of the others
-        own = {f"{prefix}{n}": v[at] for n, v in coeffs.items() if np.isfinite(v[at]).all()}
-        out[torch.as_tensor(at)] = dataset_residual(pred[at], source[at], card["members"][k], own)
+        own = {n: v[at] for n, v in coeffs.items() if np.isfinite(v[at]).all()}
+        out[torch.as_tensor(at)] = physics_residual(
+            pred[at], source[at], member.family, member.family_config, own
+        )
     return out

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pdefm.data.card import DatasetCard
 from pdefm.errors import PdefmError
 
 
@@ -40,11 +41,11 @@ class Normaliser:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def from_card(cls, card: dict) -> Normaliser:
+    def from_card(cls, card: DatasetCard) -> Normaliser:
         """The statistics of a dataset card (a mixture's per family, else its family's)."""
-        names = tuple(card["channels"]["inputs"])
-        stats = card["normalisation"]
-        per_family = stats.get("families") or {card["family"]: stats}
+        names = tuple(card.input_channels)
+        stats = card.normalisation
+        per_family = stats.get("families") or {card.family: stats}
         return cls(names, tuple((f, _scales(s, names)) for f, s in per_family.items()))
 
     @classmethod
@@ -75,7 +76,7 @@ class Normaliser:
     def family_names(self) -> list[str]:
         return [f for f, _ in self.families]
 
-    def with_dataset(self, card: dict) -> Normaliser:
+    def with_dataset(self, card: DatasetCard) -> Normaliser:
         """These statistics plus those of the families of ``card`` they lack, on these
         channels (a channel the dataset lacks gets scale 1: it is 0 or a mask there)."""
         other = Normaliser.from_card(card)
@@ -85,7 +86,7 @@ class Normaliser:
         )
         return Normaliser(self.channels, self.families + added)
 
-    def with_channels(self, new: list[str], card: dict) -> Normaliser:
+    def with_channels(self, new: list[str], card: DatasetCard) -> Normaliser:
         """These statistics with channels ``new`` appended (fresh lift columns): their scales
         come from ``card`` for its families and are 1 for the others."""
         other = Normaliser.from_card(card)
