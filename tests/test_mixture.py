@@ -221,14 +221,14 @@ def test_mixed_model_serves_every_member_family_zero_shot(members, mixed_model, 
     mixture's) is far below an untrained model's on the same inputs."""
     _, card, _ = load_checkpoint(mixed_model["checkpoint"])
     torch.manual_seed(0)
-    untrained = create_model("fno-tiny", len(card["input_channels"]), 1)
+    untrained = create_model("fno-tiny", len(card.input_channels), 1)
     for family, root in members.items():
         zero = run(
             root, tmp_path / family, init=mixed_model["checkpoint"], mode="zero-shot", epochs=None
         )
         ds = PDEDataset(root, "test")
         x, y = ds.batch(range(len(ds)))
-        cmap = map_channels(card["input_channels"], ds.input_channels, "the model")
+        cmap = map_channels(card.input_channels, ds.input_channels, "the model")
         with torch.no_grad():
             pred = untrained(cmap.apply(x))
         base = float(((pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).mean())
@@ -240,9 +240,9 @@ def test_mixed_model_serves_every_member_family_zero_shot(members, mixed_model, 
 
 def test_checkpoint_records_vocabulary_and_per_family_normalisation(mixed_model):
     model, card, norm = load_checkpoint(mixed_model["checkpoint"])
-    assert card["input_channels"][:3] == ["source", "diffusion_xx", "diffusion_yy"]
-    assert "has_helmholtz_w" in card["input_channels"]
-    assert set(card["normalisation"]["families"]) == set(RANGES)
+    assert card.input_channels[:3] == ["source", "diffusion_xx", "diffusion_yy"]
+    assert "has_helmholtz_w" in card.input_channels
+    assert set(card.to_json()["normalisation"]["families"]) == set(RANGES)
     assert norm.family_names == list(RANGES)
 
 
@@ -268,7 +268,7 @@ def test_fine_tuning_a_single_family_model_on_new_channels(members, tmp_path):
     tuned = run(ad, tmp_path, init=poisson["checkpoint"], n_train=16, epochs=3, new_channels="init")
     assert tuned["status"] == "completed"
     model, card, norm = load_checkpoint(tuned["checkpoint"])
-    assert card["input_channels"][-2:] == ["velocity_x", "velocity_y"]
+    assert card.input_channels[-2:] == ["velocity_x", "velocity_y"]
     assert norm.family_names == ["poisson", "advection_diffusion"]
     new_columns = model.lift.weight[:, -2:].detach()
     assert float(new_columns.abs().max()) > 0  # learned, not left at their zero init

@@ -184,8 +184,8 @@ def test_checkpoint_loads_without_unpickling(pretrained, monkeypatch):
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(torch, "load", refuse)
     model, card, norm = load_checkpoint(pretrained["checkpoint"])
-    assert card["input_channels"] == list(norm.channels)
-    assert card["metrics"]["test"]["rel_l2"] == pretrained["test"]["rel_l2"]
+    assert card.input_channels == list(norm.channels)
+    assert card.to_json()["metrics"]["test"]["rel_l2"] == pretrained["test"]["rel_l2"]
 
 
 def test_normalisation_is_scale_free():

@@ -28,9 +28,10 @@ from pdefm.checks import check_int, contained_path
 from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
 from pdefm.train.checkpoint import CARD, CONFIG, WEIGHTS, load_checkpoint, write_weights
-from pdefm.train.checkpoint_card import config_of, last_family
+from pdefm.train.checkpoint_card import CheckpointCard, config_of
 from pdefm.train.config import RunConfig
 from pdefm.train.normalise import Normaliser
+from pdefm.train.record import RunRecord
 
 PREDICT_BATCH = 64
 
@@ -40,7 +41,7 @@ class Model:
     normalisation (per PDE family). ``predict`` takes inputs in original units and returns
     the solution in original units, shaped like a dataset's targets: (B, C_out, n, n)."""
 
-    def __init__(self, network: torch.nn.Module, card: dict, norm: Normaliser):
+    def __init__(self, network: torch.nn.Module, card: CheckpointCard, norm: Normaliser):
         self.network, self.card, self.norm = network.eval(), card, norm
 
     # -- loading and saving -------------------------------------------------------------------
@@ -69,7 +70,11 @@ class Model:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PdefmError(f"cannot create {root} ({exc.strerror or exc})") from None
-        card = {**self.card, "arch": self.network.arch, "normalisation": self.norm.to_dict()}
+        card = {
+            **self.card.to_json(),
+            "arch": self.network.arch,
+            "normalisation": self.norm.to_dict(),
+        }
         write_weights(root / WEIGHTS, self.network)
         write_json_atomic(root / CONFIG, config_of(card))  # last: the directory is complete
         return root
@@ -78,12 +83,12 @@ class Model:
     @property
     def input_channels(self) -> list[str]:
         """The channel vocabulary, in the order the network takes it (source first)."""
-        return list(self.card["input_channels"])
+        return self.card.input_channels
 
     @property
     def output_channels(self) -> list[str]:
         """The predicted fields, in the order of ``predict``'s second axis."""
-        return list(self.card.get("output_channels") or ["solution"])
+        return self.card.output_channels
 
     @property
     def families(self) -> list[str]:
@@ -128,7 +133,7 @@ class Model:
                 raise PdefmError(f"family must be a family name, got {family!r}")
             self.norm.scale_of(family)  # one-line error for an unknown family
             return family
-        trained_on = last_family(self.card)
+        trained_on = self.card.last_family
         if trained_on in self.families:
             return trained_on  # a fine-tuned model predicts for the data it was tuned on
         if len(self.families) > 1:
@@ -254,12 +259,12 @@ def finetune(
     mode: str = "full",
     out: str | os.PathLike = "runs",
     **options,
-) -> dict:
+) -> RunRecord:
     """Fine-tune ``checkpoint`` on the pdefm dataset ``data`` (generated, mixed or imported);
-    returns the run record (``record["checkpoint"]`` is the tuned model, ``record["test"]``
-    its test metrics). ``options`` are further ``RunConfig`` fields (seed, batch_size,
-    new_channels, lora_rank, device, progress, ...). Without a budget, 100 epochs. Everything
-    is checked before the run folder is created."""
+    returns the run record, a read-only mapping (``record["checkpoint"]`` is the tuned model,
+    ``record["test"]`` its test metrics). ``options`` are any further ``RunConfig`` settings by
+    name (seed, batch_size, loss, grad_clip, new_channels, lora_rank, device, progress, ...).
+    Without a budget, 100 epochs. Everything is checked before the run folder is created."""
     from pdefm.train.loop import train
 
     allowed = [f.name for f in dataclasses.fields(RunConfig) if f.name not in _FINETUNE_OWN]

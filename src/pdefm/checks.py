@@ -9,6 +9,7 @@ machine has, and refused with the estimate.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -217,3 +218,24 @@ def check_output_dir(path: str | Path, what: str) -> Path:
         at = "" if probe == path.absolute() else f" (its parent {probe} is a file)"
         raise PdefmError(f"{what} {path} is not a folder{at}; give a folder path")
     return path
+
+
+def read_json(path: Path, fix: str) -> object:
+    """The JSON in ``path``, or a one-line error naming the file and ``fix``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PdefmError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
+    except UnicodeDecodeError:
+        raise PdefmError(f"{path} is not a text (UTF-8) file; {fix}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PdefmError(
+            f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); {fix}"
+        ) from None
+
+
+def field_error(path: Path, where: str, problem: str, fix: str) -> PdefmError:
+    """The one-line error for a damaged field of a file: ``FILE: WHERE PROBLEM; FIX``."""
+    return PdefmError(f"{path}: {where} {problem}; {fix}")

@@ -382,7 +382,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from pdefm.train import distributed
 
     if not distributed.is_main():  # under torchrun rank 0 reports for all
-        return 0 if record["status"] == "completed" else 1
+        return 0 if record.completed else 1
     return _report(record)
 
 
@@ -415,41 +415,42 @@ def _train(config):
     return train(config)
 
 
-def _report(record: dict) -> int:
-    where = record["out"]
-    if record["status"] != "completed":
+def _report(record) -> int:
+    """Print a finished run (a ``RunRecord``) in three lines; 1 if it failed."""
+    where = record.out
+    if not record.completed:
         print(
-            f"run {record['id']} failed: {record.get('reason')} (record: {where}/record.json)",
+            f"run {record.id} failed: {record.reason} (record: {where}/record.json)",
             file=sys.stderr,
         )
         return 1
-    lr = record.get("selected_lr")
-    test, val = record["test"], record["val"]
+    lr = record.selected_lr
+    test, val = record.test, record.val
     chosen = f"lr {lr:g}: " if lr is not None else ""
     print(
-        f"run {record['id']}: {chosen}val rel L2 {val['rel_l2']:.4g}, test rel L2 "
+        f"run {record.id}: {chosen}val rel L2 {val['rel_l2']:.4g}, test rel L2 "
         f"{test['rel_l2']:.4g} (MSE {test['mse']:.3g}"
         + (f", residual {test['residual']:.3g})" if "residual" in test else ")")
     )
-    if "budget" in record:
+    if record.budget:
         print(_budget_line(record))
     print(
         f"record: {where}/record.json"
-        + (f"; checkpoint: {record['checkpoint']}" if "checkpoint" in record else "")
+        + (f"; checkpoint: {record.checkpoint}" if record.checkpoint else "")
     )
     return 0
 
 
-def _budget_line(record: dict) -> str:
+def _budget_line(record) -> str:
     """What the selected rate trained for, and whether that was enough."""
-    b = record["budget"]
-    lrs = ", ".join(f"{lr:g}" for lr in record.get("lrs_tried", []))
+    b = record.budget
+    lrs = ", ".join(f"{lr:g}" for lr in record.lrs_tried)
     line = f"budget: {b['epochs_run']} epochs, {b['steps_run']} steps at batch {b['batch']}"
     line += " (stopped by patience)" if b.get("stopped_early") else ""
     line += f"; lrs tried: {lrs}"
-    if record.get("converged") is False:
+    if record.converged is False:
         line += "; validation was still improving at the end: try a larger budget"
-    if record.get("lr_at_edge"):
+    if record.lr_at_edge:
         line += "; the chosen lr is at the edge of the grid: try --lr-extend or a wider --lr"
     return line
 

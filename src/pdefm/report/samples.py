@@ -23,7 +23,7 @@ from pdefm.errors import PdefmError
 from pdefm.report.figures import MAX_SAMPLES, seed_order
 from pdefm.report.names import method_label, row_task_title
 from pdefm.report.table import curve_key, usable_rows
-from pdefm.study.store import read_record
+from pdefm.train.record import read_record
 
 LABELS = {"finetune": "fine-tuned, N={n}", "scratch": "scratch, N={n}", "zero-shot": "zero-shot"}
 
@@ -41,7 +41,7 @@ def read_histories(root: str | Path, rows: list[dict]) -> dict[str, list[dict]]:
             continue
         path = root / "runs" / str(row["run_id"]) / "record.json"
         record = read_record(path)
-        history = (record or {}).get("history")
+        history = record.history if record else None
         if history:
             out[str(row["run_id"])] = _checked_history(history, path)
     return out

@@ -88,13 +88,13 @@ def execute(task: RunTask, progress: bool = False) -> RunSummary:
 
     record = train(dataclasses.replace(task.config, progress=progress))
     return RunSummary(
-        status=record["status"],
+        status=record.status,
         seconds=time.perf_counter() - start,
-        test=record.get("test"),
-        reason=record.get("reason"),
-        lr=record.get("selected_lr"),
-        converged=record.get("converged"),
-        lr_at_edge=record.get("lr_at_edge"),
+        test=record.test or None,
+        reason=record.reason,
+        lr=record.selected_lr,
+        converged=record.converged,
+        lr_at_edge=record.lr_at_edge,
     )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
 from pdefm.study.spec import Study, StudyRun
-from pdefm.study.store import read_record
+from pdefm.train.record import RunRecord, read_record
 
 REFINEMENTS = "refinements.json"
 REFINE_EXTEND = 2  # a refined grid may grow past an edge this often (as a downstream default)
@@ -66,7 +66,7 @@ def latest(root: str | Path) -> dict[str, dict]:
             for rid in frontier:
                 for child in children.get(rid, []):
                     record = read_record(root / "runs" / child["id"] / "record.json")
-                    if record is not None and record.get("status") == "completed":
+                    if record is not None and record.completed:
                         found = child
                     nxt.append(child["id"])
             frontier = nxt
@@ -91,11 +91,11 @@ def _scaled_budget(config: dict, factor: int) -> dict:
     return out
 
 
-def refinement_of(run: dict, record: dict, factor: int) -> dict:
+def refinement_of(run: dict, record: RunRecord, factor: int) -> dict:
     """The refinement entry of a flagged run (``run``: {id, labels, depends, config})."""
     config = _scaled_budget(run["config"], factor)
-    tried = [float(x) for x in record.get("lrs_tried") or run["config"]["lrs"]]
-    config["lrs"] = _neighbours(float(record["selected_lr"]), tried)
+    tried = [float(x) for x in record.lrs_tried or run["config"]["lrs"]]
+    config["lrs"] = _neighbours(float(record.selected_lr), tried)
     config["lr_extend"] = max(REFINE_EXTEND, int(run["config"].get("lr_extend", 0)))
     digest = json.dumps(["refine", run["id"], factor, config], sort_keys=True).encode()
     rid = hashlib.sha256(digest).hexdigest()[:16]
@@ -110,11 +110,11 @@ def refinement_of(run: dict, record: dict, factor: int) -> dict:
     }
 
 
-def is_flagged(record: dict | None) -> bool:
+def is_flagged(record: RunRecord | None) -> bool:
     """Completed, and budget-limited or with the chosen rate at an edge of those tried."""
-    if not record or record.get("status") != "completed" or record.get("selected_lr") is None:
+    if record is None or not record.completed or record.selected_lr is None:
         return False
-    return record.get("converged") is False or bool(record.get("lr_at_edge"))
+    return record.converged is False or bool(record.lr_at_edge)
 
 
 def plan_refinements(study: Study, root: Path, factor: int) -> list[StudyRun]:
@@ -141,7 +141,7 @@ def plan_refinements(study: Study, root: Path, factor: int) -> list[StudyRun]:
     todo = []
     for e in entries.values():
         record = read_record(root / "runs" / e["id"] / "record.json")
-        if record is None or record.get("status") not in ("completed", "failed"):
+        if record is None or not record.finished:
             todo.append(as_run(e))
     return todo
 

@@ -17,11 +17,12 @@ import math
 from pathlib import Path
 
 from pdefm import catalogue
-from pdefm.checks import check_output_file
+from pdefm.checks import check_output_file, read_json
 from pdefm.data.card import DatasetCard
 from pdefm.errors import PdefmError
 from pdefm.study.refine import latest
-from pdefm.study.store import bad_field, load_plan, read_json, read_record
+from pdefm.study.store import bad_field, load_plan
+from pdefm.train.record import RunRecord, read_record
 
 COLUMNS = [
     "run_id",
@@ -80,14 +81,14 @@ def load_results(root: str | Path) -> list[dict]:
     return rows
 
 
-def _row(run: dict, record: dict | None, stages: dict, params: dict) -> dict:
+def _row(run: dict, record: RunRecord | None, stages: dict, params: dict) -> dict:
     labels = run["labels"]
-    test = (record or {}).get("test") or {}
+    test = record.test if record else {}
     nan = math.nan
     row = {
         "run_id": run["id"],
         "kind": run["kind"],
-        "status": (record or {}).get("status", "todo"),
+        "status": record.status if record else "todo",
         "task": labels.get("task"),
         "family": labels.get("family"),
         "parameter": params.get(labels.get("task"), ""),
@@ -98,18 +99,18 @@ def _row(run: dict, record: dict | None, stages: dict, params: dict) -> dict:
         "init_family": _init_family(labels, stages),
         "mode": labels.get("mode", "full"),
         "model": labels.get("model"),
-        "params": ((record or {}).get("parameters") or {}).get("total"),
+        "params": record.parameters_total if record else None,
         "seed": labels.get("seed", 0),
         "n_train": labels.get("n_train"),
-        "lr": (record or {}).get("selected_lr"),
-        **_budget_columns(record or {}),
-        "val_rel_l2": ((record or {}).get("val") or {}).get("rel_l2", nan),
+        "lr": record.selected_lr if record else None,
+        **_budget_columns(record),
+        "val_rel_l2": record.val.get("rel_l2", nan) if record else nan,
         "test_rel_l2": test.get("rel_l2", nan),
         "test_mse": test.get("mse", nan),
         "test_residual": test.get("residual", nan),
         "pretrain_low": None,
         "pretrain_high": None,
-        "wall_time_s": (record or {}).get("wall_time_s"),
+        "wall_time_s": record.wall_time_s if record else None,
     }
     stage = stages.get(labels.get("init"))
     if stage is not None:  # a mixture stage has no range: both stay None
@@ -118,21 +119,22 @@ def _row(run: dict, record: dict | None, stages: dict, params: dict) -> dict:
     return row
 
 
-def _budget_columns(record: dict) -> dict:
+def _budget_columns(record: RunRecord | None) -> dict:
     """The protocol a run got: rates tried (space-separated), whether the chosen one sits at
     an edge of them ("high", "low", "both" or empty), the selected rate's budget (epochs and
     steps run, batch, rule) and whether validation had stopped improving (``converged``:
     True, False, or None when unknown: too few validations, or a record older than the flag)."""
-    budget = record.get("budget") or {}
-    tried = record.get("lrs_tried") or []
+    if record is None:
+        record = RunRecord({"status": "todo"})
+    budget, tried = record.budget, record.lrs_tried
     return {
         "lrs_tried": " ".join(f"{lr:g}" for lr in tried),
-        "lr_at_edge": record.get("lr_at_edge") or "",
+        "lr_at_edge": record.lr_at_edge or "",
         "epochs": budget.get("epochs_run"),
         "steps": budget.get("steps_run"),
         "batch_size": budget.get("batch"),
         "budget_rule": budget.get("rule", ""),
-        "converged": record.get("converged"),
+        "converged": record.converged,
     }
 
 

@@ -31,8 +31,9 @@ from pdefm.study.execute import Executor, ProcessExecutor, RunSummary, RunTask
 from pdefm.study.provenance import record_invocation
 from pdefm.study.refine import plan_refinements
 from pdefm.study.spec import Study, StudyMixture, StudyRun, load_study, run_config
-from pdefm.study.store import load_plan, read_record
+from pdefm.study.store import load_plan
 from pdefm.threads import usable_cores
+from pdefm.train.record import read_record
 
 PHASES = ("data", "pretrain", "downstream")
 MAX_REFINE = 64  # a larger budget factor in one go is more likely a typo than a plan
@@ -54,7 +55,7 @@ def run_status(run: StudyRun, root: Path) -> str:
     record = read_record(root / "runs" / run.id / "record.json")  # checked: one line if damaged
     if record is None:
         return "partial" if (root / "runs" / run.id).exists() else "todo"
-    return {"completed": "done", "failed": "failed"}.get(record["status"], "partial")
+    return {"completed": "done", "failed": "failed"}.get(record.status, "partial")
 
 
 def plan_lines(study: Study, root: Path) -> list[str]:

@@ -81,11 +81,11 @@ def load_checkpoint(root: str | Path, device: str | torch.device = "cpu"):
 
     root = Path(root)
     card = read_checkpoint_card(root)
-    norm = normaliser_of(card)
+    norm = card.normaliser()
     with torch.device("meta"):  # the expected keys and shapes, without allocating them
-        expected = {k: tuple(v.shape) for k, v in create_model(**card["arch"]).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in create_model(**card.arch).state_dict().items()}
     _check_header(root / WEIGHTS, expected)
-    model = create_model(**card["arch"])
+    model = create_model(**card.arch)
     state = _read_weights(root / WEIGHTS)
     model.load_state_dict(state)
     return model.to(device), card, norm

@@ -8,12 +8,13 @@ A checkpoint directory holds ``model.safetensors`` and its description, in one o
   card: only what loading needs (``architecture`` name and ``arch_args``, channel names,
   normalisation, the family last trained on).
 
-``read_checkpoint_card`` reads either (the card when both exist) into one card-shaped dict and
-checks every field it uses: types, sizes, channel counts, normalisation, and that the model the
-architecture describes fits in memory (estimated from the arch, nothing allocated). Each
-problem is one ``PdefmError`` line naming the file and the field. ``checkpoint_hash`` is the
-content identity of a checkpoint (weights bytes plus the fields that define the function), so
-a copied or moved checkpoint is the same init for run ids.
+``read_checkpoint_card`` reads either (the card when both exist) into one ``CheckpointCard``
+(typed properties over the card's JSON) and checks every field it uses: types, sizes, channel
+counts, normalisation, and that the model the architecture describes fits in memory
+(estimated from the arch, nothing allocated). Each problem is one ``PdefmError`` line naming
+the file and the field. ``checkpoint_hash`` is the content identity of a checkpoint (weights
+bytes plus the fields that define the function), so a copied or moved checkpoint is the same
+init for run ids.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pdefm.checks import check_float, check_int, check_memory
@@ -38,7 +40,58 @@ _DAMAGED = "the checkpoint is damaged, restore it or retrain"
 _hash_cache: dict[tuple, str] = {}
 
 
-def read_checkpoint_card(root: str | Path) -> dict:
+@dataclass(frozen=True)
+class CheckpointCard:
+    """A checked checkpoint description: typed properties over the card's JSON (kept as
+    written; ``to_json`` gives it back). ``path`` is the file it was read from."""
+
+    data: dict
+    path: Path
+
+    @classmethod
+    def from_json(cls, data: dict, path: str | Path) -> CheckpointCard:
+        """``data`` checked as the description in ``path`` (one-line PdefmError otherwise)."""
+        check_card(data, Path(path))
+        return cls(data, Path(path))
+
+    def to_json(self) -> dict:
+        return self.data
+
+    @property
+    def arch(self) -> dict:
+        """``create_model`` arguments: preset name, channel counts, sizes, optional lora."""
+        return dict(self.data["arch"])
+
+    @property
+    def has_lora(self) -> bool:
+        return bool(self.data["arch"].get("lora"))
+
+    @property
+    def input_channels(self) -> list[str]:
+        return list(self.data["input_channels"])
+
+    @property
+    def output_channels(self) -> list[str]:
+        return list(self.data.get("output_channels") or ["solution"])
+
+    @property
+    def datasets(self) -> list[dict]:
+        """The abridged cards of the datasets it was trained on, oldest first."""
+        return list(self.data.get("datasets") or [])
+
+    @property
+    def last_family(self) -> str | None:
+        return last_family(self.data)
+
+    def normaliser(self) -> Normaliser:
+        return normaliser_of(self.data)
+
+    def config(self) -> dict:
+        """Its ``config.json``: what loading needs."""
+        return config_of(self.data)
+
+
+def read_checkpoint_card(root: str | Path) -> CheckpointCard:
     """The (checked) card of the checkpoint in ``root``: ``card.json``, else ``config.json``
     as a card. One-line PdefmError naming the file and the field if anything is wrong."""
     root = Path(root)
@@ -58,8 +111,7 @@ def read_checkpoint_card(root: str | Path) -> dict:
             "written by `pdefm train` or Model.save_pretrained"
         )
     path = root / (CARD if (root / CARD).is_file() else CONFIG)
-    check_card(card, path)
-    return card
+    return CheckpointCard.from_json(card, path)
 
 
 def _read_json(path: Path) -> dict:
@@ -258,7 +310,7 @@ def _short(value: object) -> str:
 
 
 # -- identity -----------------------------------------------------------------------------------
-def checkpoint_hash(root: str | Path, card: dict) -> str:
+def checkpoint_hash(root: str | Path, card: CheckpointCard) -> str:
     """SHA-256 (16 hex digits) of the weights file's bytes and the card fields that define the
     function (arch, channels, normalisation, family): where the checkpoint lies, its metrics
     and its provenance do not count. Cached per file (size, mtime) within a process."""
@@ -270,7 +322,7 @@ def checkpoint_hash(root: str | Path, card: dict) -> str:
             f"{weights} is missing; the checkpoint is incomplete, restore it"
         ) from None
     defining = json.dumps(
-        {k: v for k, v in config_of(card).items() if k != "pdefm_version"}, sort_keys=True
+        {k: v for k, v in card.config().items() if k != "pdefm_version"}, sort_keys=True
     )
     key = (os.path.realpath(weights), stat.st_size, stat.st_mtime_ns, defining)
     if key not in _hash_cache:

@@ -48,10 +48,16 @@ from pdefm.train.checkpoint import (
     save_checkpoint,
     unseen_channels,
 )
-from pdefm.train.checkpoint_card import arch_parameter_count, checkpoint_hash, training_bytes
+from pdefm.train.checkpoint_card import (
+    CheckpointCard,
+    arch_parameter_count,
+    checkpoint_hash,
+    training_bytes,
+)
 from pdefm.train.config import DEVICE_PATTERN, RunConfig
 from pdefm.train.metrics import mse, relative_l2
 from pdefm.train.normalise import Normaliser
+from pdefm.train.record import RunRecord
 from pdefm.train.state import load_state, save_state
 
 RECORD = "record.json"
@@ -71,12 +77,12 @@ class _Init:
     CPU; every learning rate trains a copy), card, normaliser and content hash."""
 
     model: torch.nn.Module
-    card: dict
+    card: CheckpointCard
     norm: Normaliser
     hash: str
 
 
-def train(config: RunConfig) -> dict:
+def train(config: RunConfig) -> RunRecord:
     """Run ``config`` (see module doc); returns the run record.
 
     Everything that can be refused is checked before the run folder is created or the record
@@ -101,7 +107,7 @@ def train(config: RunConfig) -> dict:
         return _execute(config, splits, init, run_dir, device, resolved, run_id)
 
 
-def _execute(config, splits, init, run_dir: Path, device, resolved: dict, run_id: str) -> dict:
+def _execute(config, splits, init, run_dir: Path, device, resolved: dict, run_id: str) -> RunRecord:
     """Train (or resume) in the locked ``run_dir``; a diverged run is recorded as failed."""
     _configure_cuda(device, config)
     record = _new_record(config, resolved, run_id, device)
@@ -116,7 +122,7 @@ def _execute(config, splits, init, run_dir: Path, device, resolved: dict, run_id
     record["wall_time_s"] = round(time.perf_counter() - start, 3)
     if distributed.is_main():
         write_json_atomic(run_dir / RECORD, record)
-    return record
+    return RunRecord(record, run_dir / RECORD)
 
 
 @contextlib.contextmanager
@@ -199,7 +205,7 @@ def _run(config, splits, init: _Init | None, run_dir: Path, device, record: dict
     if config.mode == "zero-shot":
         test = splits["test"]
         cmap = map_channels(
-            init.card["input_channels"], test.input_channels, f"checkpoint {config.init}"
+            init.card.input_channels, test.input_channels, f"checkpoint {config.init}"
         )
         norm = init.norm.with_dataset(test.card)
         model = init.model.to(device)
@@ -629,7 +635,7 @@ def _build(config: RunConfig, train_ds: PDEDataset, init: _Init | None):
         cmap = map_channels(channels, channels, "the model")
         return model, Normaliser.from_card(train_ds.card), cmap, None
     model, norm = copy.deepcopy(init.model), init.norm
-    unseen = unseen_channels(init.card["input_channels"], channels)
+    unseen = unseen_channels(init.card.input_channels, channels)
     if unseen and config.new_channels == "init":
         from pdefm.models import add_input_channels
 
@@ -641,7 +647,7 @@ def _build(config: RunConfig, train_ds: PDEDataset, init: _Init | None):
 
 
 def _checkpoint_card(config, train_ds: PDEDataset, norm: Normaliser, base, lr, init) -> dict:
-    datasets = list(base.get("datasets") or []) if base else []
+    datasets = base.datasets if base else []
     datasets.append(_abridged_card(train_ds))
     resolved = config.resolved(train_ds.card.data_hash, init.hash if init else None)
     return {
@@ -677,7 +683,7 @@ def _check_fit(config: RunConfig, train_ds: PDEDataset, init: _Init | None, devi
     else:
         channels = _init_channels(config, init, train_ds.input_channels)
         map_channels(channels, train_ds.input_channels, f"checkpoint {config.init}")
-        arch = {**init.card["arch"], "in_channels": len(channels)}
+        arch = {**init.card.arch, "in_channels": len(channels)}
     n = train_ds.resolution
     if arch.get("modes"):
         from pdefm.models.spectral import check_grid
@@ -707,10 +713,10 @@ def _scratch_arch(config: RunConfig, in_channels: int) -> dict:
 def _init_channels(config: RunConfig, init: _Init, data_channels: list[str]) -> list[str]:
     """The input channels the trained model will have: the checkpoint's, plus the data's
     unseen ones with --new-channels init (not for zero-shot, which changes nothing)."""
-    channels = list(init.card["input_channels"])
+    channels = init.card.input_channels
     unseen = unseen_channels(channels, data_channels)
     if unseen and config.new_channels == "init" and config.mode != "zero-shot":
-        if init.card["arch"].get("lora"):
+        if init.card.has_lora:
             raise PdefmError(
                 f"checkpoint {config.init} has LoRA weights; --new-channels init needs a "
                 "checkpoint without LoRA (fine-tune its base model instead)"
@@ -751,7 +757,7 @@ def _open_splits(config: RunConfig) -> dict[str, PDEDataset]:
     }
 
 
-def _finished_record(run_dir: Path) -> dict | None:
+def _finished_record(run_dir: Path) -> RunRecord | None:
     """The record of a finished run in ``run_dir`` (None if there is none, or it is running)."""
     path = run_dir / RECORD
     if not path.is_file():
@@ -763,7 +769,7 @@ def _finished_record(run_dir: Path) -> dict | None:
             f"run record {path} is damaged (not JSON); delete {run_dir} to run it again"
         ) from None
     if isinstance(record, dict) and record.get("status") in ("completed", "failed"):
-        return record
+        return RunRecord.from_json(record, path)
     return None
 
 

@@ -70,11 +70,14 @@ def settings_of(cls: type) -> dict[str, tuple[dataclasses.Field, Setting]]:
 
 
 def id_exclusions(cls: type) -> tuple[str, ...]:
-    """Fields of ``cls`` that are not part of the run id (machine settings, bookkeeping)."""
+    """Fields of ``cls`` that are not part of the run id: machine settings (``in_id=False``)
+    and bookkeeping fields marked ``metadata={"in_id": False}`` (where the run is written,
+    progress bars). Every other field is part of it."""
     return tuple(
         f.name
         for f in dataclasses.fields(cls)
-        if "setting" not in f.metadata or not f.metadata["setting"].in_id
+        if not f.metadata.get("in_id", True)
+        or ("setting" in f.metadata and not f.metadata["setting"].in_id)
     )
 
 
