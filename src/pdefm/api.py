@@ -29,7 +29,7 @@ from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
 from pdefm.train.checkpoint import CARD, CONFIG, WEIGHTS, load_checkpoint, write_weights
 from pdefm.train.checkpoint_card import CheckpointCard, config_of
-from pdefm.train.config import RunConfig
+from pdefm.train.config import DEFAULT_EPOCHS, DEFAULT_LRS, RunConfig
 from pdefm.train.normalise import Normaliser
 from pdefm.train.record import RunRecord
 
@@ -255,7 +255,7 @@ def finetune(
     n_train: int | None = None,
     epochs: int | None = None,
     steps: int | None = None,
-    lrs: float | tuple[float, ...] | list[float] = (1e-3,),
+    lrs: float | tuple[float, ...] | list[float] = DEFAULT_LRS,
     mode: str = "full",
     out: str | os.PathLike = "runs",
     **options,
@@ -274,7 +274,7 @@ def finetune(
             f"finetune() has no option {unknown[0]!r}; choose from {', '.join(allowed)}"
         )
     if epochs is None and steps is None:
-        epochs = 100
+        epochs = DEFAULT_EPOCHS
     config = RunConfig(
         data=str(_path(data, "data")),
         init=str(_path(checkpoint, "checkpoint")),

@@ -319,24 +319,26 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--list-models", action="store_true", help="print the presets and exit")
     p.add_argument("--init", default="scratch", help="scratch (default) or a checkpoint directory")
+    # no torch here: keeps --help fast
+    from pdefm.train.config import DEFAULT_EPOCHS, DEFAULT_LRS, RunConfig, cli_settings
+    from pdefm.train.settings import add_flags
+
     p.add_argument(
         "--lr",
         type=float,
         nargs="+",
-        default=[1e-3],
-        help="learning rate(s); the best on validation is kept (default 1e-3)",
+        default=list(DEFAULT_LRS),
+        help=f"learning rate(s); the best on validation is kept (default {DEFAULT_LRS[0]:g})",
     )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(
         "--epochs",
         type=int,
-        help="epochs (default 100); steps grow with the data: ceil(N / batch) per epoch",
+        help=f"epochs (default {DEFAULT_EPOCHS}); steps grow with the data: ceil(N / batch) per "
+        "epoch",
     )
     budget.add_argument("--steps", type=int, help="optimiser steps instead of epochs")
     # every other setting: its flag, default and help come from RunConfig's declaration
-    from pdefm.train.config import RunConfig, cli_settings  # no torch: keeps --help fast
-    from pdefm.train.settings import add_flags
-
     add_flags(p, RunConfig, cli_settings())
     p.add_argument("--out", default="runs", help="runs directory (default runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -364,9 +366,10 @@ def _run_train(args: argparse.Namespace) -> int:
         for name in list_models():
             print(f"{name:10s} {model_info(name)}")
         return 0
-    from pdefm.train.config import RunConfig, cli_settings
+    from pdefm.train.config import DEFAULT_EPOCHS, RunConfig, cli_settings
 
-    epochs = args.epochs if args.epochs is not None or args.steps is not None else 100
+    no_budget = args.epochs is None and args.steps is None
+    epochs = DEFAULT_EPOCHS if no_budget else args.epochs
     config = RunConfig(
         data=_data_arg(args),
         model=args.model,

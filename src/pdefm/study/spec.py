@@ -49,7 +49,7 @@ from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import GaussianLatticeSource
 from pdefm.study.yamlcheck import Checker, Located, load_located
-from pdefm.train.config import MAX_LR_EXTEND, MODES, RunConfig
+from pdefm.train.config import DEFAULT_LRS, MAX_LR_EXTEND, MODES, RunConfig
 from pdefm.train.settings import GRID, MACHINE, STAGE, check_value, settings_of, study_keys
 
 TOP_KEYS = {
@@ -642,7 +642,7 @@ def _machine(check, item: Located | None) -> dict:
 
 def _lrs(check, item: Located | None, where: str) -> list[float]:
     if item is None:
-        return [1e-3]
+        return list(DEFAULT_LRS)
     out: list[float] = []
     for v in check.listing(item, where):
         lr = check.number(v, where, positive=True)
@@ -734,6 +734,6 @@ def run_config(
     c["data"] = str(study_dir / c["data"])
     if c.get("init", "scratch") != "scratch":
         c["init"] = str(study_dir / c["init"])
-    c["lrs"] = tuple(c.get("lrs", (1e-3,)))
+    c["lrs"] = tuple(c.get("lrs", DEFAULT_LRS))
     c.update(machine or {})
     return RunConfig(**c, out=str(study_dir / "runs"), run_name=run.id, progress=progress)

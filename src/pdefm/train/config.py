@@ -37,6 +37,8 @@ SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
 MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate every k-th
 MAX_LR_EXTEND = 8  # rounds of learning-rate grid extension at most (each adds a training run)
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators both take it
+DEFAULT_LRS = (1e-3,)
+DEFAULT_EPOCHS = 100  # the budget when neither epochs nor steps is given
 MAX_BATCH = 1 << 20
 MAX_LORA_RANK = 4096
 _INT_FIELDS = (
@@ -80,8 +82,8 @@ class RunConfig:
         None, "train on a balanced subset of N examples", "int", minimum=1, metavar="N"
     )
     subset_seed: int = setting(0, "which subset", "int", minimum=0, maximum=MAX_SEED)
-    lrs: tuple[float, ...] = (1e-3,)
-    epochs: int | None = 100
+    lrs: tuple[float, ...] = DEFAULT_LRS
+    epochs: int | None = DEFAULT_EPOCHS
     steps: int | None = None
     patience: int | None = setting(
         None, "stop once validation has not improved for P epochs (--epochs is then the cap)",
