@@ -25,7 +25,7 @@ from pdefm.data.generate import generate_dataset
 from pdefm.data.io import LOCK_NAME
 from pdefm.data.spec import GenerationSpec
 from pdefm.pdes import GaussianLatticeSource
-from pdefm.train import loop
+from pdefm.train import fit, loop
 from pdefm.train.config import RunConfig
 
 pytestmark = pytest.mark.slow
@@ -239,16 +239,16 @@ def test_shards_tile_every_global_batch():
 
 # -- the GPU-minded parts of the loop, checked on the CPU ---------------------------------------
 def test_deferred_loss_check_finds_the_first_bad_step():
-    losses = loop._Losses(every=4)
+    losses = fit._Losses(every=4)
     for value in (1.0, 0.5, 0.4):
         losses.add(torch.tensor(value))
     assert losses.values == []  # nothing read yet: no host-device sync per step on a GPU
-    with pytest.raises(loop.DivergedError, match="at step 4 of the epoch"):
+    with pytest.raises(fit.DivergedError, match="at step 4 of the epoch"):
         losses.add(torch.tensor(float("nan")))  # the 4th step reads and checks all four
-    growing = loop._Losses(every=100)
+    growing = fit._Losses(every=100)
     for value in (1.0, 2.0, 2e4, 3e4):
         growing.add(torch.tensor(value))
-    with pytest.raises(loop.DivergedError, match="grew from 1 to 2e\\+04"):
+    with pytest.raises(fit.DivergedError, match="grew from 1 to 2e\\+04"):
         growing.flush()
 
 

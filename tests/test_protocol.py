@@ -13,7 +13,7 @@ from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec
 from pdefm.pdes import GaussianLatticeSource
 from pdefm.study.spec import load_study
-from pdefm.train import loop
+from pdefm.train import fit, loop
 from pdefm.train.config import RunConfig
 
 WIDE = GaussianLatticeSource(sigma=1 / 16)
@@ -59,13 +59,13 @@ def history(vals: list[float], every: int = 1) -> list[dict]:
 
 def test_converged_compares_the_two_halves_of_the_budget():
     # still falling: best of the second half 20% below the first half's best
-    assert loop.converged(history([1, 0.5, 0.3, 0.25, 0.22, 0.2, 0.19, 0.18]), 8) is False
+    assert fit.converged(history([1, 0.5, 0.3, 0.25, 0.22, 0.2, 0.19, 0.18]), 8) is False
     # flat second half: converged, even though the last value is the best
-    assert loop.converged(history([1, 0.3, 0.2, 0.2, 0.199, 0.197, 0.195, 0.193]), 8) is True
+    assert fit.converged(history([1, 0.3, 0.2, 0.2, 0.199, 0.197, 0.195, 0.193]), 8) is True
     # 7% better in the second half: still improving (doubling would likely gain more)
-    assert loop.converged(history([1, 0.3, 0.2, 0.2, 0.199, 0.19, 0.19, 0.186]), 8) is False
-    assert loop.converged(history([1.0]), 8) is None  # nothing after the midpoint
-    assert loop.converged(history([1, 0.5]), 8, stopped_early=True) is True
+    assert fit.converged(history([1, 0.3, 0.2, 0.2, 0.199, 0.19, 0.19, 0.186]), 8) is False
+    assert fit.converged(history([1.0]), 8) is None  # nothing after the midpoint
+    assert fit.converged(history([1, 0.5]), 8, stopped_early=True) is True
 
 
 def test_patience_needs_an_epoch_cap():
@@ -107,7 +107,7 @@ def _one_step(loss: str, scale: float) -> tuple[float, float, float]:
     opt = torch.optim.SGD(conv.parameters(), lr=0.0)  # lr 0: the step leaves the weights
     with torch.no_grad():
         pred = net(x)
-    got = float(loop._step(net, opt, x, y, RunConfig(data="d", loss=loss)))
+    got = float(fit._step(net, opt, x, y, RunConfig(data="d", loss=loss)))
     return got, float(relative_l2(pred, y).mean()), float((pred - y).square().mean())
 
 
@@ -160,13 +160,13 @@ def test_a_rate_inside_the_grid_stops_the_search(down, tmp_path):
 
 
 def test_patience_stops_a_stalled_run_and_counts_as_converged(down, tmp_path, monkeypatch):
-    real = loop.evaluate_model
+    real = fit.evaluate_model
 
     def stalled(model, batches, residual=False):
         out = real(model, batches, residual)
         return {**out, "rel_l2": 0.5} if not residual else out  # validation never improves
 
-    monkeypatch.setattr(loop, "evaluate_model", stalled)
+    monkeypatch.setattr(fit, "evaluate_model", stalled)
     record = train(down, tmp_path, n_train=16, epochs=100, patience=8, lrs=(1e-3,))
     budget = record["budget"]
     assert budget["rule"] == "patience" and budget["stopped_early"] is True

@@ -12,7 +12,7 @@ from pdefm.api import finetune
 from pdefm.cli import build_parser
 from pdefm.errors import PdefmError
 from pdefm.study.spec import GRID_KEYS, MACHINE_KEYS, STAGE_KEYS, load_study
-from pdefm.train import loop
+from pdefm.train import fit
 from pdefm.train.config import RunConfig
 from pdefm.train.settings import GRID, MACHINE, STAGE, settings_of, study_keys
 
@@ -148,7 +148,7 @@ def test_grad_clip_bounds_the_gradient_norm_at_each_step():
 
     opt.register_step_pre_hook(record)
     x, y = torch.randn(4, 8), 100 * torch.randn(4, 8)  # large targets: large gradients
-    loop._step(net, opt, x, y, RunConfig(data="d"))
-    loop._step(net, opt, x, y, RunConfig(data="d", grad_clip=0.25))
+    fit._step(net, opt, x, y, RunConfig(data="d"))
+    fit._step(net, opt, x, y, RunConfig(data="d", grad_clip=0.25))
     assert norms[0] > 10  # unclipped
     assert norms[1] == pytest.approx(0.25, rel=1e-5)

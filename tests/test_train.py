@@ -13,7 +13,7 @@ from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import GaussianLatticeSource
-from pdefm.train import loop
+from pdefm.train import fit, loop
 from pdefm.train.adapt import configure_mode
 from pdefm.train.checkpoint import load_checkpoint
 from pdefm.train.config import RunConfig
@@ -122,7 +122,7 @@ def test_configure_mode_sets_requires_grad():
 def test_resume_after_interruption_matches_an_uninterrupted_run(data, tmp_path, monkeypatch):
     kw = dict(model="fno-micro", n_train=32, lrs=(2e-3,), epochs=6, batch_size=8)
     full = run(data["down"], tmp_path / "a", **kw)
-    real_epoch, calls = loop._epoch, []
+    real_epoch, calls = fit._epoch, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -130,10 +130,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(data, tmp_path, 
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "_epoch", flaky)
+    monkeypatch.setattr(fit, "_epoch", flaky)
     with pytest.raises(KeyboardInterrupt):
         run(data["down"], tmp_path / "b", **kw)
-    monkeypatch.setattr(loop, "_epoch", real_epoch)
+    monkeypatch.setattr(fit, "_epoch", real_epoch)
     resumed = run(data["down"], tmp_path / "b", **kw)
     assert resumed["id"] == full["id"]
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4, 5, 6]

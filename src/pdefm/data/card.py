@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from pdefm.catalogue import SPLITS
 from pdefm.checks import contained_path
 from pdefm.errors import PdefmError
@@ -21,7 +19,6 @@ CARD_NAME = "card.json"
 PROGRESS_NAME = ".pdefm-progress.json"
 CARD_FORMAT = "pdefm.dataset"
 CARD_VERSION = 1
-HISTOGRAM_BINS = 20
 
 
 def load_card(root: str | Path) -> DatasetCard:
@@ -130,76 +127,6 @@ def split_file(root: str | Path, card: dict, split: str) -> Path:
     ``root``."""
     name = card["files"].get(split) if isinstance(card.get("files"), dict) else None
     return contained_path(Path(root), name, f"{Path(root) / CARD_NAME} field files.{split}")
-
-
-def parameter_summary(values: np.ndarray, declared: dict) -> dict:
-    """min / max / mean / std of realised parameter values and a histogram.
-
-    Integer laws get one bin per value of the support; continuous ones HISTOGRAM_BINS equal
-    bins over the declared range."""
-    summary = {
-        "n": int(values.size),
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "inside_declared_range": bool(
-            (values >= declared["low"]).all() and (values <= declared["high"]).all()
-        ),
-    }
-    if declared["kind"] == "uniform_integer":
-        support = [float(v) for v in declared["support"]]
-        summary["counts"] = {f"{v:g}": int((values == v).sum()) for v in support}
-    else:
-        counts, edges = np.histogram(
-            values, bins=HISTOGRAM_BINS, range=(declared["low"], declared["high"])
-        )
-        summary["histogram"] = {"edges": edges.tolist(), "counts": counts.tolist()}
-    return summary
-
-
-def acceptance_summary(parameter: np.ndarray, attempts: np.ndarray) -> dict:
-    """Accepted samples / sources drawn, per parameter value (families that reject samples)."""
-    out = {}
-    for value in np.unique(parameter):
-        mask = parameter == value
-        out[f"{value:g}"] = {
-            "accepted": int(mask.sum()),
-            "drawn": int(attempts[mask].sum()),
-            "rate": float(mask.sum() / attempts[mask].sum()),
-        }
-    return out
-
-
-def normalisation_stats(vectors: dict[str, np.ndarray], channel_names: list[str]) -> dict:
-    """Statistics of the train split used to normalise model inputs (see the training docs):
-    the median source norm, and per coefficient channel its median |value| and moments."""
-    channels = vectors["channels"]
-    per_channel = {}
-    for i, name in enumerate(channel_names):
-        col = channels[:, i]
-        per_channel[name] = {
-            "median_abs": float(np.median(np.abs(col))),
-            "mean": float(col.mean()),
-            "std": float(col.std()),
-            "min": float(col.min()),
-            "max": float(col.max()),
-        }
-    return {
-        "split": "train",
-        "source_norm": _moments(vectors["source_norm"]),
-        "solution_norm": _moments(vectors["solution_norm"]),
-        "channels": per_channel,
-    }
-
-
-def _moments(x: np.ndarray) -> dict:
-    return {
-        "median": float(np.median(x)),
-        "mean": float(x.mean()),
-        "min": float(x.min()),
-        "max": float(x.max()),
-    }
 
 
 # -- the typed view ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from pdefm import __version__
 from pdefm.checks import check_creatable
 from pdefm.data import card as cards
-from pdefm.data import store
+from pdefm.data import stats, store
 from pdefm.data.blocks import Block, UnsampleableError, generate_block, redraw_budget
 from pdefm.data.io import atomic_replace, directory_lock, is_empty_dir, write_json_atomic
 from pdefm.data.probe import (
@@ -385,7 +385,7 @@ def _build_card(spec: GenerationSpec, out: Path, state: dict, probe: dict, warni
             "".join(state["splits"][split]["blocks"]).encode()
         ).hexdigest()
         if split == "train":
-            normalisation = cards.normalisation_stats(vectors, list(pde.coefficient_channels))
+            normalisation = stats.normalisation_stats(vectors, list(pde.coefficient_channels))
     return {
         "format": cards.CARD_FORMAT,
         "format_version": cards.CARD_VERSION,
@@ -432,9 +432,9 @@ def _probe_entry(spec: GenerationSpec, probes: dict[float, ValueProbe]) -> dict:
 def _realised(vectors: dict, declared: dict, spec: GenerationSpec) -> dict:
     levels = spec.source.sparsity_levels
     out = {
-        "parameter": cards.parameter_summary(vectors["parameter"], declared),
+        "parameter": stats.parameter_summary(vectors["parameter"], declared),
         "sparsity_counts": {f"{v:g}": int((vectors["sparsity"] == v).sum()) for v in levels},
     }
     if (vectors["attempts"] > 1).any() or declared["kind"] == "uniform_integer":
-        out["acceptance"] = cards.acceptance_summary(vectors["parameter"], vectors["attempts"])
+        out["acceptance"] = stats.acceptance_summary(vectors["parameter"], vectors["attempts"])
     return out

@@ -40,7 +40,7 @@ from pdefm import __version__, catalogue
 from pdefm.catalogue import SPLITS
 from pdefm.checks import check_creatable, check_disk, check_float, check_int, check_memory
 from pdefm.data import card as cards
-from pdefm.data import store
+from pdefm.data import stats, store
 from pdefm.data.io import fsync_dir, hash_file, is_empty_dir, write_json_atomic
 from pdefm.errors import PdefmError
 
@@ -642,7 +642,7 @@ def build_card(
             vectors[split] = store.read_vectors(h5)
         values = vectors[split]["parameter"]
         counts[split] = len(values)
-        realised[split] = {"parameter": cards.parameter_summary(values, declared)}
+        realised[split] = {"parameter": stats.parameter_summary(values, declared)}
     spec = {
         "kind": "import",
         "source_file": str(source_file),
@@ -670,7 +670,7 @@ def build_card(
         "files": {s: f"{s}.h5" for s in SPLITS},
         "content_hash": hashes,
         "realised": realised,
-        "normalisation": cards.normalisation_stats(
+        "normalisation": stats.normalisation_stats(
             vectors["train"], list(layout.coefficient_names)
         ),
         "warnings": [],

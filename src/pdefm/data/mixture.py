@@ -36,7 +36,7 @@ from pdefm import __version__
 from pdefm.catalogue import MASK_PREFIX, SPLITS, mask_name, union_order
 from pdefm.checks import check_count, check_creatable, check_disk, check_float, check_int
 from pdefm.data import card as cards
-from pdefm.data import store
+from pdefm.data import stats, store
 from pdefm.data.card import DatasetCard
 from pdefm.data.io import LOCK_NAME, atomic_replace, directory_lock, write_json_atomic
 from pdefm.data.subset import balanced_subset
@@ -400,11 +400,11 @@ def _realised(picks: np.ndarray, members: list[_Member]) -> dict:
 def _normalisation(vectors: dict, channels: list[str], members, families: list[str]) -> dict:
     """The whole train split's statistics plus the same per family (normalisation is per
     family: each sample is scaled by its own family's medians)."""
-    stats = cards.normalisation_stats(vectors, channels[1:])
+    out = stats.normalisation_stats(vectors, channels[1:])
     family_of = np.array([members[k].card.family for k in vectors["member"]])
-    stats["families"] = {}
+    out["families"] = {}
     for fam in families:
         rows = family_of == fam
         sub = {k: v[rows] for k, v in vectors.items() if not k.startswith("coefficients/")}
-        stats["families"][fam] = cards.normalisation_stats(sub, channels[1:])
-    return stats
+        out["families"][fam] = stats.normalisation_stats(sub, channels[1:])
+    return out

@@ -1,0 +1,120 @@
+"""A run's folder ``OUT/ID/``: its lock (one process per run, every rank told at once under
+torchrun), stale temp files, and the run record at the start and at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from pdefm import __version__
+from pdefm.data.io import directory_lock, is_empty_dir
+from pdefm.errors import PdefmError
+from pdefm.train import distributed
+from pdefm.train.config import RunConfig
+from pdefm.train.record import RunRecord
+
+RECORD = "record.json"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
+    """Create and lock ``run_dir`` (rank 0; the other ranks never write). A second process
+    on the same run is refused in one line rather than made to wait: a rerun afterwards
+    returns the finished record at once. Temp files a killed writer left are removed."""
+    if not distributed.is_main():
+        if not _all_ranks_agree(True):  # rank 0 was refused: leave now, not at a timeout
+            raise PdefmError(
+                f"rank 0 could not take run {run_id} (in {run_dir}); see its error above"
+            )
+        yield
+        return
+    try:
+        stack = _lock_run_dir(run_dir, run_id)
+    except PdefmError:
+        _all_ranks_agree(False)
+        raise
+    _all_ranks_agree(True)
+    with stack:
+        _remove_stale_temps(run_dir)
+        yield
+
+
+def _lock_run_dir(run_dir: Path, run_id: str) -> contextlib.ExitStack:
+    """Create ``run_dir`` and take its lock (held by the returned stack); a refusal removes
+    the folder again if this call created it."""
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PdefmError(
+            f"cannot create the run folder {run_dir} ({exc.strerror or exc}); give --out a "
+            "writable directory"
+        ) from None
+    busy = (
+        f"run {run_id} is being trained by another process (in {run_dir}); wait for it to "
+        "finish, then rerun this command to get its record"
+    )
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(directory_lock(run_dir, busy))
+    except PdefmError:
+        if created and is_empty_dir(run_dir):  # refused: leave nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return stack
+
+
+def _all_ranks_agree(ok: bool) -> bool:
+    """Whether every rank says ``ok`` (a collective under torchrun; ``ok`` alone otherwise).
+    Rank 0 takes the run lock alone; this tells the other ranks whether it got it."""
+    if not distributed.active():
+        return ok
+    flag = torch.tensor([1.0 if ok else 0.0])
+    return int(distributed.all_reduce_sum(flag).item()) == distributed.world_size()
+
+
+def _remove_stale_temps(run_dir: Path) -> None:
+    """Temp files and folders (``.NAME.PID.RANDOM.tmp``) under a run folder whose lock we
+    hold were left by a killed writer: nobody else can be writing them."""
+    for path in sorted(run_dir.rglob(".*.tmp"), reverse=True):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def finished_record(run_dir: Path) -> RunRecord | None:
+    """The record of a finished run in ``run_dir`` (None if there is none, or it is running)."""
+    path = run_dir / RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        raise PdefmError(
+            f"run record {path} is damaged (not JSON); delete {run_dir} to run it again"
+        ) from None
+    if isinstance(record, dict) and record.get("status") in ("completed", "failed"):
+        return RunRecord.from_json(record, path)
+    return None
+
+
+def new_record(config: RunConfig, resolved: dict, run_id: str, device) -> dict:
+    return {
+        "format": "pdefm.run",
+        "id": run_id,
+        "config": resolved,
+        "status": "running",
+        "device": str(device),
+        "world_size": distributed.world_size(),
+        "compile": config.compile,
+        "pdefm_version": __version__,
+        "torch_version": torch.__version__,
+        "out": str(Path(config.out) / (config.run_name or run_id)),
+        "init_path": None if config.init == "scratch" else str(Path(config.init).resolve()),
+    }

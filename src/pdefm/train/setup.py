@@ -1,0 +1,196 @@
+"""Before a run is written: the splits opened, the init checkpoint loaded once, the fit of
+model, channels, grid and memory checked, the model built, the checkpoint card assembled."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from pdefm import __version__
+from pdefm.checks import check_int, check_memory, human_bytes
+from pdefm.data.dataset import PDEDataset
+from pdefm.errors import PdefmError
+from pdefm.train import distributed
+from pdefm.train.checkpoint import (
+    load_checkpoint,
+    map_channels,
+    unseen_channels,
+)
+from pdefm.train.checkpoint_card import (
+    CheckpointCard,
+    arch_parameter_count,
+    checkpoint_hash,
+    training_bytes,
+)
+from pdefm.train.config import DEVICE_PATTERN, RunConfig
+from pdefm.train.normalise import Normaliser
+
+
+# -- entry point ---------------------------------------------------------------------------------
+@dataclass
+class InitCheckpoint:
+    """The checkpoint a run starts from, loaded and checked once per run: its model (on the
+    CPU; every learning rate trains a copy), card, normaliser and content hash."""
+
+    model: torch.nn.Module
+    card: CheckpointCard
+    norm: Normaliser
+    hash: str
+
+
+# -- up-front checks -------------------------------------------------------------------------------
+def load_init(config: RunConfig) -> InitCheckpoint | None:
+    """The checkpoint ``config.init`` loaded and checked (None from scratch)."""
+    if config.init == "scratch":
+        return None
+    model, card, norm = load_checkpoint(config.init)
+    return InitCheckpoint(model, card, norm, checkpoint_hash(config.init, card))
+
+
+def check_fit(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | None, device) -> None:
+    """Refuse a run whose pieces do not fit together, before anything is written: an unknown
+    preset or model option, channels the checkpoint never saw (without --new-channels init),
+    a grid too small for the model's modes, a model and batch that cannot fit in memory."""
+    if init is None:
+        arch = _scratch_arch(config, len(train_ds.input_channels))
+    else:
+        channels = _init_channels(config, init, train_ds.input_channels)
+        map_channels(channels, train_ds.input_channels, f"checkpoint {config.init}")
+        arch = {**init.card.arch, "in_channels": len(channels)}
+    n = train_ds.resolution
+    if arch.get("modes"):
+        from pdefm.models.spectral import check_grid
+
+        check_grid(n, n, arch["modes"])
+    if config.mode != "zero-shot":  # evaluation needs the weights, which are loaded already
+        _check_training_memory(config, arch, config.batch_for(len(train_ds)), n, device)
+
+
+def _scratch_arch(config: RunConfig, in_channels: int) -> dict:
+    """The arch ``create_model(config.model, in_channels, 1, **overrides)`` would record,
+    computed without building it (unknown presets and options refused)."""
+    from pdefm.models import model_info
+
+    info = model_info(config.model)
+    sizes = {k: v for k, v in info.items() if k not in ("name", "label")}
+    for key, value in config.model_overrides.items():
+        if key not in sizes:
+            raise PdefmError(
+                f"unknown option {key!r} for model {config.model!r}; choose from {', '.join(sizes)}"
+            )
+        check_int(value, f"model option {key}", minimum=1)
+    sizes.update(config.model_overrides)
+    return {"name": config.model, "in_channels": in_channels, "out_channels": 1, **sizes}
+
+
+def _init_channels(config: RunConfig, init: InitCheckpoint, data_channels: list[str]) -> list[str]:
+    """The input channels the trained model will have: the checkpoint's, plus the data's
+    unseen ones with --new-channels init (not for zero-shot, which changes nothing)."""
+    channels = init.card.input_channels
+    unseen = unseen_channels(channels, data_channels)
+    if unseen and config.new_channels == "init" and config.mode != "zero-shot":
+        if init.card.has_lora:
+            raise PdefmError(
+                f"checkpoint {config.init} has LoRA weights; --new-channels init needs a "
+                "checkpoint without LoRA (fine-tune its base model instead)"
+            )
+        channels += unseen
+    return channels
+
+
+def _check_training_memory(config: RunConfig, arch: dict, batch: int, n: int, device) -> None:
+    """A lower bound of what training needs (``training_bytes``) against the memory there is:
+    the host's on the CPU, the GPU's total on CUDA. Only clear impossibilities are refused."""
+    n_params = arch_parameter_count(arch)
+    what = (
+        f"training {arch['name']} (about {n_params:.3g} parameters) with batch {batch} at {n}x{n}"
+    )
+    fix = "use a smaller model or --batch-size, or a machine with more memory"
+    if device.type == "cpu":
+        check_memory(training_bytes(arch, n_params, batch, n), what, fix)
+    elif device.type == "cuda":
+        share = max(1, batch // distributed.env_world_size())  # each rank's part of a batch
+        need = training_bytes(arch, n_params, share, n)
+        total = torch.cuda.get_device_properties(device).total_memory
+        if need > total:
+            raise PdefmError(
+                f"{what} needs about {human_bytes(need)} of GPU memory and {device} has "
+                f"{human_bytes(total)}; {fix}"
+            )
+
+
+def open_splits(config: RunConfig) -> dict[str, PDEDataset]:
+    train = PDEDataset(config.data, "train")
+    if config.n_train is not None and config.mode != "zero-shot":
+        train = train.subset(config.n_train, seed=config.subset_seed)
+    return {
+        "train": train,
+        "val": PDEDataset(config.data, "val"),
+        "test": PDEDataset(config.data, "test"),
+    }
+
+
+# -- building -------------------------------------------------------------------------------------
+def build(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | None):
+    """Model, normaliser, channel map and the base checkpoint card (None from scratch)."""
+    channels = train_ds.input_channels
+    if init is None:
+        from pdefm.models import create_model
+
+        model = create_model(config.model, len(channels), 1, **config.model_overrides)
+        cmap = map_channels(channels, channels, "the model")
+        return model, Normaliser.from_card(train_ds.card), cmap, None
+    model, norm = copy.deepcopy(init.model), init.norm
+    unseen = unseen_channels(init.card.input_channels, channels)
+    if unseen and config.new_channels == "init":
+        from pdefm.models import add_input_channels
+
+        add_input_channels(model, len(unseen))
+        norm = norm.with_channels(unseen, train_ds.card)
+    norm = norm.with_dataset(train_ds.card)
+    cmap = map_channels(list(norm.channels), channels, f"checkpoint {config.init}")
+    return model, norm, cmap, init.card
+
+
+def checkpoint_card(config, train_ds: PDEDataset, norm: Normaliser, base, lr, init) -> dict:
+    datasets = base.datasets if base else []
+    datasets.append(_abridged_card(train_ds))
+    resolved = config.resolved(train_ds.card.data_hash, init.hash if init else None)
+    return {
+        "input_channels": list(norm.channels),
+        "output_channels": ["solution"],
+        "normalisation": norm.to_dict(),
+        "datasets": datasets,
+        "run_config": {**resolved, "lr": lr},
+        "pdefm_version": __version__,
+    }
+
+
+def _abridged_card(ds: PDEDataset) -> dict:
+    """What a checkpoint card records of a dataset it was trained on."""
+    return {**ds.card.abridged(), "n_train_used": len(ds), "path": str(ds.root)}
+
+
+def resolve_device(name: object) -> torch.device:
+    """ "auto" -> cuda if available else cpu; an unknown or unavailable device is a one-line
+    error."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):
+        raise PdefmError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PdefmError(f"--device {name} asked but CUDA is not available; use --device cpu")
+        count = torch.cuda.device_count()
+        if ":" in name and int(name.split(":")[1]) >= count:
+            raise PdefmError(
+                f"--device {name} asked but this machine has {count} GPU(s) (cuda:0 to "
+                f"cuda:{count - 1}); pick one of those"
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise PdefmError("--device mps asked but MPS is not available; use --device cpu")
+    return torch.device(name)
