@@ -1,0 +1,301 @@
+"""Every check of an import's input before anything is written: array names, shapes and
+dtypes, coefficient and parameter arrays, family and equation names, finite values (with the
+sample index); the result is an ``ImportLayout``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from pdefm import catalogue
+from pdefm.data.import_files import _HELP, Arrays
+from pdefm.errors import PdefmError
+
+MIN_RESOLUTION = 8
+
+
+MIN_SAMPLES = 3  # one per split
+
+
+BLOCK_SIZE = 64  # rows per write and per content-hash block
+
+
+DEFAULT_FAMILY = "custom"
+
+
+DEFAULT_EQUATION = "not given (imported data)"
+
+
+KNOWN_ARRAYS = (
+    "source",
+    "solution",
+    "coefficients",
+    "coefficient_names",
+    "parameter",
+    "parameter_name",
+    "family",
+    "equation",
+)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class ImportLayout:
+    """What validation found: sizes, names and the small per-sample arrays (read whole)."""
+
+    n_samples: int
+    resolution: int
+    coefficient_names: tuple[str, ...]
+    coefficients: np.ndarray  # (N, K) float64
+    parameter: np.ndarray  # (N,) float64, zeros when the file has none
+    parameter_name: str  # "none" when the file has no parameter
+    family: str
+    equation: str
+
+
+def validate(
+    arrays: Arrays, family: str | None = None, equation: str | None = None
+) -> ImportLayout:
+    """Check every array of the input (names, ranks, shapes, counts, values) and return its
+    ``ImportLayout``; the first problem is a one-line PdefmError naming the array and the fix."""
+    _check_names(arrays)
+    n, resolution = _check_fields(arrays)
+    names, coefficients = _read_coefficients(arrays, n)
+    parameter, parameter_name = _read_parameter(arrays, n)
+    family = _check_family(family if family is not None else _file_string(arrays, "family"))
+    equation = equation if equation is not None else _file_string(arrays, "equation")
+    for name in ("source", "solution"):
+        _scan_field(arrays, name, n)
+    return ImportLayout(
+        n_samples=n,
+        resolution=resolution,
+        coefficient_names=names,
+        coefficients=coefficients,
+        parameter=parameter,
+        parameter_name=parameter_name,
+        family=family,
+        equation=equation or DEFAULT_EQUATION,
+    )
+
+
+def _check_names(arrays: Arrays) -> None:
+    for name in ("source", "solution"):
+        if name not in arrays.names:
+            found = ", ".join(arrays.names) or "nothing"
+            raise PdefmError(
+                f"{arrays.path} has no array `{name}` (found: {found}); add it as "
+                f"(N, n, n) ({_HELP})"
+            )
+    unknown = [k for k in arrays.names if k not in KNOWN_ARRAYS]
+    if unknown:
+        raise PdefmError(
+            f"{arrays.path} holds unknown array `{unknown[0]}`; rename it to one of "
+            f"{', '.join(KNOWN_ARRAYS)} or remove it"
+        )
+
+
+def _check_fields(arrays: Arrays) -> tuple[int, int]:
+    """source and solution: rank, one channel, equal sample counts and square equal grids."""
+    shapes = {name: _field_shape(arrays, name) for name in ("source", "solution")}
+    (n, *grid), (n_u, *grid_u) = shapes["source"], shapes["solution"]
+    if n_u != n:
+        raise PdefmError(
+            f"solution has {n_u} samples but source has {n}; give every array the same first "
+            "dimension N"
+        )
+    if grid_u != grid:
+        raise PdefmError(
+            f"solution grid {tuple(grid_u)} differs from source grid {tuple(grid)}; sample both "
+            "on the same n x n grid"
+        )
+    if grid[0] != grid[1]:
+        raise PdefmError(
+            f"source grid is {grid[0]} x {grid[1]}, not square; resample source and solution "
+            "onto an n x n grid"
+        )
+    if grid[0] < MIN_RESOLUTION:
+        raise PdefmError(
+            f"source grid {grid[0]} x {grid[0]} is too small; give at least "
+            f"{MIN_RESOLUTION} x {MIN_RESOLUTION} points"
+        )
+    if n < MIN_SAMPLES:
+        raise PdefmError(
+            f"source has {n} samples; give at least {MIN_SAMPLES} (one each for train, val, test)"
+        )
+    return n, grid[0]
+
+
+def _field_shape(arrays: Arrays, name: str) -> tuple[int, int, int]:
+    """(N, n, m) of a field given as (N, n, m) or (N, 1, n, m)."""
+    shape = tuple(arrays.shape(name))
+    _check_real(arrays, name)
+    if len(shape) == 4 and shape[1] != 1:
+        if name == "solution":
+            raise PdefmError(
+                f"solution has shape {shape}: {shape[1]} output channels, but pdefm models "
+                "predict one field; import one output per dataset, e.g. solution[:, k]"
+            )
+        raise PdefmError(
+            f"source has shape {shape}: pdefm takes one source field; pass constant per-sample "
+            "inputs as coefficients (N, K) and drop the rest"
+        )
+    if len(shape) not in (3, 4):
+        raise PdefmError(f"{name} has shape {shape}: expected (N, n, n) or (N, 1, n, n)")
+    return (shape[0], shape[-2], shape[-1])
+
+
+def _check_real(arrays: Arrays, name: str) -> None:
+    if arrays.dtype(name).kind not in "fiu":
+        raise PdefmError(
+            f"{name} has dtype {arrays.dtype(name)}: expected real numbers; convert it with "
+            ".astype(np.float32)"
+        )
+
+
+def _read_coefficients(arrays: Arrays, n: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """Names and values (N, K) float64 of the constant channels; K = 0 when there are none."""
+    has_values, has_names = "coefficients" in arrays.names, "coefficient_names" in arrays.names
+    if has_names and not has_values:
+        raise PdefmError(
+            "coefficient_names is given without coefficients; add coefficients (N, K) or "
+            "remove coefficient_names"
+        )
+    if not has_values:
+        return (), np.zeros((n, 0))
+    if not has_names:
+        raise PdefmError(
+            "coefficients has unnamed channels; add coefficient_names (K,) strings, e.g. "
+            "np.array(['diffusion_xx', 'diffusion_yy'])"
+        )
+    _check_real(arrays, "coefficients")
+    values = arrays.whole("coefficients")
+    if values.ndim != 2 or values.shape[0] != n:
+        raise PdefmError(
+            f"coefficients has shape {values.shape}: expected (N, K) = ({n}, K), one row per "
+            "sample; reshape it, e.g. coefficients.reshape(N, -1)"
+        )
+    names = _strings(arrays, "coefficient_names")
+    if len(names) != values.shape[1]:
+        raise PdefmError(
+            f"coefficient_names has {len(names)} names but coefficients has {values.shape[1]} "
+            "columns; give one name per column"
+        )
+    _check_channel_names(names)
+    _check_finite_rows("coefficients", values)
+    return tuple(names), np.ascontiguousarray(values, dtype=np.float64)
+
+
+def _check_channel_names(names: list[str]) -> None:
+    for name in names:
+        if not _NAME.match(name):
+            raise PdefmError(
+                f"coefficient_names holds {name!r}; use letters, digits, '_', '-', '.' (e.g. "
+                "diffusion_xx) and no empty names"
+            )
+        if name in ("source", "solution"):
+            raise PdefmError(
+                f"coefficient_names holds {name!r}, the name of a field; rename that channel"
+            )
+    duplicate = next((k for k in names if names.count(k) > 1), None)
+    if duplicate is not None:
+        raise PdefmError(f"coefficient_names holds {duplicate!r} twice; give each channel once")
+
+
+def _read_parameter(arrays: Arrays, n: int) -> tuple[np.ndarray, str]:
+    """The per-sample parameter (N,) float64 and its name; zeros and "none" when absent."""
+    has_name = "parameter_name" in arrays.names
+    if "parameter" not in arrays.names:
+        if has_name:
+            raise PdefmError(
+                "parameter_name is given without parameter; add parameter (N,) or remove "
+                "parameter_name"
+            )
+        return np.zeros(n), "none"
+    _check_real(arrays, "parameter")
+    values = arrays.whole("parameter")
+    if values.shape != (n,):
+        raise PdefmError(
+            f"parameter has shape {values.shape}: expected (N,) = ({n},), one value per "
+            "sample; flatten it with parameter.reshape(-1)"
+        )
+    _check_finite_rows("parameter", values)
+    name = _file_string(arrays, "parameter_name") if has_name else "parameter"
+    if not name or not _NAME.match(name):
+        raise PdefmError(
+            f"parameter_name is {name!r}; use letters, digits, '_', '-', '.' (e.g. kappa)"
+        )
+    return np.asarray(values, dtype=np.float64), name
+
+
+def _check_family(family: str) -> str:
+    family = family or DEFAULT_FAMILY
+    # a dataset named like a registered family would get that family's physics residual,
+    # computed with the wrong operator
+    if catalogue.is_family(family.lower()):
+        raise PdefmError(
+            f"family {family!r} is a registered pdefm family (whose operator gives physics "
+            f"residuals); pick another name, e.g. {family.lower()}-own"
+        )
+    if not _NAME.match(family):
+        raise PdefmError(
+            f"family {family!r} is not a short name; use letters, digits, '_', '-', '.' "
+            "(e.g. darcy-own)"
+        )
+    return family
+
+
+def _strings(arrays: Arrays, name: str) -> list[str]:
+    """A 1-D array of strings (str or bytes, NPZ or HDF5) as Python strings."""
+    values = arrays.whole(name)
+    if values.ndim != 1 or values.dtype.kind not in "USO":
+        raise PdefmError(
+            f"{name} has shape {values.shape} and dtype {values.dtype}: expected a 1-D array of "
+            f"strings, e.g. np.array(['a', 'b'])"
+        )
+    out = [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
+    if not all(isinstance(v, str) for v in out):
+        raise PdefmError(f"{name} holds non-strings; give it as np.array(['a', 'b'])")
+    return out
+
+
+def _file_string(arrays: Arrays, name: str) -> str:
+    """An optional scalar string of the file ('' when absent)."""
+    if name not in arrays.names:
+        return ""
+    value = arrays.whole(name)
+    item = value.reshape(-1)[0] if value.size == 1 else None
+    if isinstance(item, bytes):
+        item = item.decode()
+    if not isinstance(item, str):
+        raise PdefmError(f"{name} must be one string, e.g. np.savez(..., {name}='...')")
+    return item.strip()
+
+
+def _check_finite_rows(name: str, values: np.ndarray, offset: int = 0) -> None:
+    """NaN/Inf (or, for fields, values float32 cannot hold) name the first bad sample."""
+    flat = np.asarray(values).reshape(len(values), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        i = offset + int(bad.argmax())
+        raise PdefmError(
+            f"{name} sample {i} holds NaN or Inf; fix or drop sample {i} (in every array)"
+        )
+
+
+def _scan_field(arrays: Arrays, name: str, n: int) -> None:
+    """Check every sample of a field, a block at a time, for NaN/Inf and float32 overflow."""
+    limit = np.finfo(np.float32).max
+    for a in range(0, n, BLOCK_SIZE):
+        block = arrays.rows(name, np.arange(a, min(a + BLOCK_SIZE, n)))
+        _check_finite_rows(name, block, a)
+        big = (np.abs(block.reshape(len(block), -1)) > limit).any(axis=1)
+        if big.any():
+            i = a + int(big.argmax())
+            raise PdefmError(
+                f"{name} sample {i} exceeds the float32 range (|x| > {limit:.3g}); rescale "
+                f"{name} (pdefm stores fields as float32)"
+            )
