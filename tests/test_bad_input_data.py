@@ -462,9 +462,9 @@ def test_value_with_no_accepted_source_is_reported_with_a_bound(refused, tmp_pat
 
 def test_exhausted_budget_during_generation_leaves_nothing(tmp_path, monkeypatch):
     """A refusal that can only come during generation removes what that call created."""
-    import pdefm.data.generate as gen
+    import pdefm.data.unsampleable as unsampleable
 
-    monkeypatch.setattr(gen, "probe_acceptance", lambda spec: {})
+    monkeypatch.setattr(unsampleable, "probe_acceptance", lambda spec: {})
     spec = small_spec("helmholtz", range=(2.0, 2.0), family_config={"redraw_budget": 1})
     with pytest.raises(PdefmError, match="whole redraw budget of 1 sources"):
         generate_dataset(spec, tmp_path / "new" / "h", progress=False)
