@@ -169,11 +169,6 @@ class DatasetCard:
     root: Path
 
     @classmethod
-    def read(cls, root: str | Path) -> DatasetCard:
-        """The card of the dataset in ``root`` (see :func:`load_card`)."""
-        return load_card(root)
-
-    @classmethod
     def from_json(cls, data: object, root: str | Path) -> DatasetCard:
         """``data`` checked as the card of ``root`` (a one-line PdefmError otherwise)."""
         check_card(data, Path(root))
