@@ -146,7 +146,7 @@ def test_resume_after_interruption_gives_the_identical_dataset(tmp_path, dataset
     with pytest.raises(InterruptError):
         generate_dataset(spec, out, progress=False, on_block=stop_in_train)
     assert not (out / "card.json").exists() and not (out / "train.h5").exists()
-    with pytest.raises(PdefmError, match="unfinished generation"):
+    with pytest.raises(PdefmError, match="unfinished dataset; rerun pdefm generate"):
         PDEDataset(out, "train")
     calls = []
     generate_dataset(spec, out, progress=False, on_block=lambda s, b: calls.append((s, b)))

@@ -1,5 +1,5 @@
 """`pdefm import`: own data (NPZ / HDF5) -> a pdefm dataset that reads, verifies and trains;
-every bad input is a one-line error naming the array, and nothing is left behind."""
+every bad input is a one-line error naming the array, before anything is written."""
 
 from __future__ import annotations
 
@@ -357,7 +357,7 @@ def test_existing_output_is_refused_and_left_intact(tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("precious")
     code, _, err = cli(capsys, "import", str(path), "--out", str(out))
-    assert_one_line_error(code, err, "not empty", "choose another directory")
+    assert_one_line_error(code, err, "not empty", "new or empty directory")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert (out / "notes.txt").read_text() == "precious"
     assert left_behind(tmp_path, {path.name, "mine"}) == []
@@ -367,8 +367,9 @@ def test_existing_output_is_refused_and_left_intact(tmp_path, capsys):
     assert (empty / "card.json").is_file()
 
 
-def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+def test_a_failed_write_is_resumed_by_the_same_command(tmp_path, monkeypatch):
     calls = []
+    real = store.write_rows
 
     def failing_write(h5, start, arrays):
         calls.append(start)
@@ -376,9 +377,12 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store, "write_rows", failing_write)
     path = write_npz(tmp_path / "own.npz", own_arrays())
-    with pytest.raises(PdefmError, match="No space left on device.*nothing was left behind"):
+    with pytest.raises(PdefmError, match="No space left on device.*rerun the same command"):
         importer.import_dataset(path, tmp_path / "out", progress=False)
-    assert calls and left_behind(tmp_path, {path.name}) == []
+    assert calls and not (tmp_path / "out" / "card.json").exists()
+    monkeypatch.setattr(store, "write_rows", real)
+    importer.import_dataset(path, tmp_path / "out", progress=False)
+    assert main(["inspect", str(tmp_path / "out"), "--verify"]) == 0
 
 
 # -- training on it -----------------------------------------------------------------------

@@ -30,10 +30,7 @@ def load_card(root: str | Path) -> DatasetCard:
         if root.is_file():
             raise PdefmError(f"{root} is a file; give the dataset directory that holds {CARD_NAME}")
         if (root / PROGRESS_NAME).is_file():
-            raise PdefmError(
-                f"{root} holds an unfinished generation; rerun the same `pdefm generate` "
-                "command to finish it"
-            )
+            raise PdefmError(_unfinished(root))
         raise PdefmError(
             f"{root} is not a pdefm dataset (no {CARD_NAME}); create one with "
             "`pdefm generate FAMILY --out DIR`"
@@ -48,6 +45,16 @@ def load_card(root: str | Path) -> DatasetCard:
     except OSError as exc:
         raise PdefmError(f"{path} cannot be read ({exc.strerror or exc})") from None
     return DatasetCard.from_json(card, root)
+
+
+def _unfinished(root: Path) -> str:
+    """The message for a dataset still being written: rerun the command that started it."""
+    try:
+        command = json.loads((root / PROGRESS_NAME).read_text()).get("command")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        command = None
+    command = command or "the `pdefm generate`, `import` or `mix` command that started it"
+    return f"{root} holds an unfinished dataset; rerun {command} to finish it"
 
 
 def check_card(card: object, root: Path) -> None:

@@ -11,33 +11,32 @@ The input file holds these arrays (top-level datasets in HDF5, the same names in
     family, equation   ()                         str    optional descriptions (flags override)
 
 The grid is taken as periodic on the unit square (x_i = i / n), as for generated data. The whole
-file is validated before anything is written; the dataset is then written block by block into a
-hidden sibling directory that is renamed to ``out`` once its card is written, so ``out`` is
-either absent or a finished dataset. Imports no torch.
+file is validated before anything is written; the dataset is then written block by block by
+``writer.write_dataset`` (the same writer as generated data and mixtures: an interrupted import
+resumes when rerun, and ``out`` holds a dataset only once its card is written). Imports no
+torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import hashlib
-import os
-import secrets
 import shlex
-import shutil
-import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from pdefm import __version__
 from pdefm.catalogue import SPLITS
-from pdefm.checks import check_creatable, check_disk, check_float, check_int
+from pdefm.checks import check_disk, check_float, check_int
 from pdefm.data import card as cards
-from pdefm.data import stats, store
+from pdefm.data import stats, store, writer
 from pdefm.data.import_checks import BLOCK_SIZE, DEFAULT_EQUATION, ImportLayout, validate
 from pdefm.data.import_files import Arrays, open_input
-from pdefm.data.io import fsync_dir, hash_file, is_empty_dir, write_json_atomic
+from pdefm.data.io import hash_file
+from pdefm.data.writer import SplitLayout
 from pdefm.errors import PdefmError
 
 IMPORTER_VERSION = 1
@@ -90,17 +89,23 @@ def import_dataset(
     progress: bool = True,
 ) -> Path:
     """Validate the NPZ/HDF5 file ``path`` (see the module docstring) and write it as a pdefm
-    dataset in ``out``, which must not exist or be empty. ``family`` / ``equation`` override
-    the file's. Returns ``out``; on any error nothing is left behind."""
+    dataset in ``out`` (new, empty, or this same import to finish or find finished).
+    ``family`` / ``equation`` override the file's. Returns ``out``.
+
+    Every check comes before ``out`` is created; an interrupted import resumes block by block
+    when rerun (``writer.write_dataset``), and restarts if the input file changed meanwhile."""
     path, out = Path(path).absolute(), Path(out)
-    _check_out(out)
+    writer.check_out(out)
     check_options(val_fraction, test_fraction, seed)
     with open_input(path) as arrays:
         layout = validate(arrays, family, equation)
         splits = split_indices(layout.n_samples, val_fraction, test_fraction, seed)
-        _check_disk(layout, out)
         options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
-        _write_atomically(arrays, layout, splits, out, options, progress)
+        source = ImportSource(arrays, layout, splits, options, file_sha256(path))
+        if writer.finished(out, source) is None:
+            if not (out / cards.PROGRESS_NAME).is_file():
+                _check_disk(layout, out)
+            writer.write_dataset(source, out, progress=progress)
     return out
 
 
@@ -112,74 +117,68 @@ def _check_disk(layout: ImportLayout, out: Path) -> None:
     )
 
 
-def _check_out(out: Path) -> None:
-    check_creatable(out, "--out")
-    if out.exists() and not out.is_dir():
-        raise PdefmError(f"--out {out} is a file; choose another directory")
-    if out.is_dir() and not is_empty_dir(out):
-        raise PdefmError(
-            f"--out {out} exists and is not empty; choose another directory (nothing was written)"
-        )
+@dataclass
+class ImportSource:
+    """The block source of an import (see ``writer.BlockSource``): block b of a split holds
+    the file rows ``splits[split][b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE]``."""
 
+    arrays: Arrays
+    file_layout: ImportLayout
+    splits: dict[str, np.ndarray]
+    options: dict
+    source_sha256: str
+    kind = "imported"
+    refusals = ()
 
-def _write_atomically(
-    arrays: Arrays, layout: ImportLayout, splits: dict, out: Path, options: dict, progress: bool
-) -> None:
-    """Write splits and card into a hidden sibling of ``out``, then rename it to ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.import-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()  # not mkdtemp: its 0700 mode would stick to the dataset
-    try:
-        hashes = _write_splits(arrays, layout, splits, tmp, progress)
-        card = build_card(arrays.path, layout, tmp, hashes, options)
-        cards.check_card(card, tmp)
-        write_json_atomic(tmp / cards.CARD_NAME, card)
-        os.rename(tmp, out)  # replaces an empty ``out``; fails if one appeared meanwhile
-        fsync_dir(out.parent)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise PdefmError(
-            f"writing {out} failed ({exc.strerror or exc}); fix that and rerun (nothing was "
-            "left behind)"
-        ) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _write_splits(
-    arrays: Arrays, layout: ImportLayout, splits: dict, root: Path, progress: bool
-) -> dict[str, str]:
-    """Write every split file; returns the content hash of each."""
-    with tqdm(
-        total=layout.n_samples,
-        unit="sample",
-        disable=not progress,
-        desc=f"import {layout.family} {layout.resolution}x{layout.resolution}",
-        file=sys.stderr,
-    ) as bar:
+    @property
+    def spec(self) -> dict:
+        """The card's spec: what was imported from where, with which options."""
         return {
-            split: _write_split(arrays, layout, rows, root / f"{split}.h5", bar)
-            for split, rows in splits.items()
+            "kind": "import",
+            "source_file": str(self.arrays.path),
+            "source_sha256": self.source_sha256,
+            **self.options,
+            "block_size": BLOCK_SIZE,
+            "family": self.file_layout.family,
+            "equation": self.file_layout.equation,
         }
 
+    @property
+    def guard(self) -> dict:
+        """The input file's content: a file changed since the import started restarts it."""
+        return {"source_sha256": self.source_sha256}
 
-def _write_split(
-    arrays: Arrays, layout: ImportLayout, rows: np.ndarray, path: Path, bar: tqdm
-) -> str:
-    """Write the file rows ``rows`` as one split, in blocks of BLOCK_SIZE. The content hash is
-    generate.py's: SHA-256 of the concatenated per-block ``store.rows_digest`` hex digests,
-    which is what ``pdefm inspect --verify`` recomputes from the file."""
-    n, names = layout.resolution, list(layout.coefficient_names)
-    digests = []
-    with store.create_split(path, len(rows), n, len(names), names) as h5:
-        for a in range(0, len(rows), BLOCK_SIZE):
-            block = _block_arrays(arrays, layout, rows[a : a + BLOCK_SIZE])
-            digests.append(store.write_rows(h5, a, block))
-            bar.update(len(block["source"]))
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
-    return hashlib.sha256("".join(digests).encode()).hexdigest()
+    @property
+    def command(self) -> str:
+        return import_command(self.arrays.path, self.file_layout, self.options)
+
+    @property
+    def desc(self) -> str:
+        n = self.file_layout.resolution
+        return f"import {self.file_layout.family} {n}x{n}"
+
+    def matches(self, spec: dict) -> bool:
+        """The same file, family and options; a finished import must also hold the same data."""
+        return _without_hash(spec) == _without_hash(self.spec)
+
+    def layout(self, split: str) -> SplitLayout:
+        names = tuple(self.file_layout.coefficient_names)
+        n = self.file_layout.resolution
+        return SplitLayout(len(self.splits[split]), BLOCK_SIZE, n, len(names), names)
+
+    @contextlib.contextmanager
+    def reading(self, split: str) -> Iterator[writer.BlockReader]:
+        rows = self.splits[split]
+        yield lambda b: _block_arrays(
+            self.arrays, self.file_layout, rows[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE]
+        )
+
+    def card(self, out: Path, hashes: dict[str, str]) -> dict:
+        return build_card(self, out, hashes)
+
+
+def _without_hash(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k != "source_sha256"}
 
 
 def _block_arrays(arrays: Arrays, layout: ImportLayout, rows: np.ndarray) -> dict:
@@ -210,11 +209,10 @@ def _rms(field: np.ndarray) -> np.ndarray:
     return np.sqrt(np.square(field, dtype=np.float64).mean(axis=(-2, -1)))
 
 
-def build_card(
-    source_file: Path, layout: ImportLayout, root: Path, hashes: dict, options: dict
-) -> dict:
+def build_card(source: ImportSource, root: Path, hashes: dict[str, str]) -> dict:
     """The dataset card of an import: every key that readers of generated datasets use, plus
     ``spec`` (kind "import") recording the source file and its SHA-256."""
+    layout, options = source.file_layout, source.options
     declared = _declared(layout.parameter)
     counts, realised, vectors = {}, {}, {}
     for split in SPLITS:
@@ -223,15 +221,6 @@ def build_card(
         values = vectors[split]["parameter"]
         counts[split] = len(values)
         realised[split] = {"parameter": stats.parameter_summary(values, declared)}
-    spec = {
-        "kind": "import",
-        "source_file": str(source_file),
-        "source_sha256": file_sha256(source_file),
-        **options,
-        "block_size": BLOCK_SIZE,
-        "family": layout.family,
-        "equation": layout.equation,
-    }
     return {
         "format": cards.CARD_FORMAT,
         "format_version": cards.CARD_VERSION,
@@ -254,8 +243,8 @@ def build_card(
             vectors["train"], list(layout.coefficient_names)
         ),
         "warnings": [],
-        "command": import_command(source_file, layout, options),
-        "spec": spec,
+        "command": source.command,
+        "spec": source.spec,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -4,7 +4,6 @@ histograms, and optionally a full re-hash against the card. Imports no torch."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from pdefm.checks import check_int
 from pdefm.data import store
 from pdefm.data.card import DatasetCard, load_card
 from pdefm.data.io import temp_path
+from pdefm.data.writer import split_hash
 from pdefm.errors import PdefmError
 
 MAX_EXAMPLES = 32
@@ -138,15 +138,11 @@ def _mixture_lines(card: DatasetCard) -> list[str]:
 
 def verify_hashes(root: Path, card: DatasetCard) -> str:
     """Re-hash every split block by block and compare with the card's content hashes."""
-    block = card.block_size
     for split in SPLITS:
         count = card.count(split)
         with store.open_split(card.split_file(split), count) as h5:
-            digests = [
-                store.rows_digest(store.read_rows(h5, a, min(a + block, count)))
-                for a in range(0, count, block)
-            ]
-        if hashlib.sha256("".join(digests).encode()).hexdigest() != card.content_hash[split]:
+            digest = split_hash(h5, count, card.block_size)
+        if digest != card.content_hash[split]:
             raise PdefmError(
                 f"{split} split of {root} does not match its card's content hash; "
                 f"regenerate it with: {card.command}"

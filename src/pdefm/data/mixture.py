@@ -21,23 +21,21 @@ level), and nested in n like every pdefm subset.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
-import shutil
-import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from pdefm import __version__
 from pdefm.catalogue import SPLITS, mask_name
-from pdefm.checks import check_creatable, check_disk
+from pdefm.checks import check_disk
 from pdefm.data import card as cards
-from pdefm.data import stats, store
+from pdefm.data import stats, store, writer
 from pdefm.data.card import DatasetCard
-from pdefm.data.io import LOCK_NAME, atomic_replace, directory_lock, write_json_atomic
 from pdefm.data.mixture_spec import (  # noqa: F401 (re-exported)
     BLOCK,
     MIXER_VERSION,
@@ -46,54 +44,33 @@ from pdefm.data.mixture_spec import (  # noqa: F401 (re-exported)
     union_channels,
 )
 from pdefm.data.subset import balanced_subset
+from pdefm.data.writer import SplitLayout
 from pdefm.errors import PdefmError
 
 
 # -- entry point ----------------------------------------------------------------------------------
 def mix_datasets(spec: MixtureSpec, out: str | Path, progress: bool = True) -> DatasetCard:
-    """Write the mixture ``spec`` to ``out`` (or find it finished there); returns its card.
+    """Write the mixture ``spec`` to ``out`` (or finish it, or find it finished there);
+    returns its card.
 
-    Every check (spec, members, output folder, disk) comes before ``out`` is created. Splits
-    are written to ``SPLIT.h5.partial`` and renamed when complete; the card is written last,
-    so an interrupted mix is simply redone by running it again; a failure while writing
-    removes what this call created."""
+    Every check (spec, members, output folder, disk) comes before ``out`` is created. The
+    writing, block-level resume of an interrupted mix and the atomic finish are
+    ``writer.write_dataset``'s; a mix whose members changed since it was started restarts."""
     if not isinstance(spec, MixtureSpec):
         raise PdefmError(f"spec must be a MixtureSpec, got {type(spec).__name__}")
     spec.validate()
     members = [_load_member(Path(p), w) for p, w in spec.members]
     _check_members(members)
     out = Path(out)
-    existing = _finished(out, spec)
+    writer.check_out(out)
+    source = MixtureSource(spec, members)
+    existing = writer.finished(out, source)
     if existing is not None:
         return existing
-    channels = union_channels([m.card.input_channels for m in members], spec.masks)
-    picks = {s: _picks(spec, members, s) for s in SPLITS}  # checks counts before writing
-    _check_disk(spec, members, out)
-    before = set(out.iterdir()) if out.is_dir() else set()
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        return _write(spec, out, members, channels, picks, progress)
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            for path in set(out.iterdir()) - before:
-                path.unlink(missing_ok=True)
-        raise
-
-
-def _write(spec: MixtureSpec, out: Path, members, channels, picks, progress: bool) -> DatasetCard:
-    with directory_lock(out, f"{out} is being written by another process; wait for it"):
-        total = sum(spec.count(s) for s in SPLITS)
-        hashes = {}
-        bar = tqdm(total=total, unit="sample", desc="mix", disable=not progress, file=sys.stderr)
-        with bar:
-            for split in SPLITS:
-                hashes[split] = _write_split(out, split, members, picks[split], channels, bar)
-        card = DatasetCard.from_json(_build_card(spec, out, members, channels, picks, hashes), out)
-        write_json_atomic(out / cards.CARD_NAME, card.to_json())
-    return card
+    source.choose()  # checks every member has the samples its quota needs
+    if not (out / cards.PROGRESS_NAME).is_file():
+        _check_disk(spec, members, out)
+    return writer.write_dataset(source, out, progress=progress)
 
 
 def _check_disk(spec: MixtureSpec, members: list[_Member], out: Path) -> None:
@@ -132,25 +109,6 @@ def _check_members(members: list[_Member]) -> None:
         raise PdefmError("a member dataset is listed twice; give each directory once")
 
 
-def _finished(out: Path, spec: MixtureSpec) -> DatasetCard | None:
-    check_creatable(out, "--out")
-    if out.exists() and not out.is_dir():
-        raise PdefmError(f"--out {out} is a file; give a new or empty directory")
-    if (out / cards.CARD_NAME).is_file():
-        card = cards.load_card(out)
-        if card.spec != spec.to_dict():
-            raise PdefmError(
-                f"{out} already holds a different dataset ({card.command}); "
-                "choose another --out or delete it"
-            )
-        return card
-    if out.is_dir() and any(
-        p for p in out.iterdir() if not p.name.endswith(".partial") and p.name != LOCK_NAME
-    ):
-        raise PdefmError(f"--out {out} exists and is not a pdefm dataset; give a new directory")
-    return None
-
-
 # -- choosing samples -----------------------------------------------------------------------------
 def _picks(spec: MixtureSpec, members: list[_Member], split: str) -> np.ndarray:
     """(n, 2) int64 rows of (member, origin row) in mixture order."""
@@ -179,32 +137,75 @@ def _seed(seed: int, split: str, member: int) -> int:
 
 
 # -- writing --------------------------------------------------------------------------------------
-def _write_split(out: Path, split: str, members, picks: np.ndarray, channels, bar) -> str:
-    """Write one split block by block; returns its content hash (as the generator's)."""
-    final, partial = out / f"{split}.h5", out / f"{split}.h5.partial"
-    coefficient_names = list(dict.fromkeys(_coefficient_names(members)))
-    files = [store.open_split(m.card.split_file(split), m.card.count(split)) for m in members]
-    digests = []
-    h5 = store.create_split(
-        partial,
-        len(picks),
-        members[0].card.resolution,
-        len(channels) - 1,
-        coefficient_names,
-        optional=store.OPTIONAL_VECTORS,
-    )
-    try:
-        for start in range(0, len(picks), BLOCK):
-            block = picks[start : start + BLOCK]
-            arrays = _block_arrays(block, members, files, channels, coefficient_names)
-            digests.append(store.write_rows(h5, start, arrays))
-            bar.update(len(block))
-    finally:
-        h5.close()
-        for f in files:
-            f.close()
-    atomic_replace(partial, final)
-    return hashlib.sha256("".join(digests).encode()).hexdigest()
+@dataclass
+class MixtureSource:
+    """The block source of a mixture (see ``writer.BlockSource``): block b of a split copies
+    rows [b * BLOCK, (b + 1) * BLOCK) of its picks from the members."""
+
+    mix_spec: MixtureSpec
+    members: list[_Member]
+    picks: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (n, 2), see _picks
+    kind = "mixture"
+    refusals = ()
+
+    def __post_init__(self) -> None:
+        self.channels = union_channels([m.card.input_channels for m in self.members], self.masks)
+        self.coefficient_names = tuple(dict.fromkeys(_coefficient_names(self.members)))
+
+    @property
+    def masks(self) -> bool:
+        return self.mix_spec.masks
+
+    def choose(self) -> None:
+        """Pick every split's samples (a PdefmError if a member has too few)."""
+        self.picks = {s: _picks(self.mix_spec, self.members, s) for s in SPLITS}
+
+    @property
+    def spec(self) -> dict:
+        return self.mix_spec.to_dict()
+
+    @property
+    def guard(self) -> dict:
+        """The members' content: a member regenerated since the mix started restarts it."""
+        return {str(m.path.resolve()): m.card.data_hash for m in self.members}
+
+    @property
+    def command(self) -> str:
+        return self.mix_spec.command()
+
+    desc = "mix"
+
+    def matches(self, spec: dict) -> bool:
+        return spec == self.mix_spec.to_dict()
+
+    def layout(self, split: str) -> SplitLayout:
+        return SplitLayout(
+            count=self.mix_spec.count(split),
+            block_size=BLOCK,
+            resolution=self.members[0].card.resolution,
+            n_channels=len(self.channels) - 1,
+            coefficient_names=self.coefficient_names,
+            optional=store.OPTIONAL_VECTORS,
+        )
+
+    @contextlib.contextmanager
+    def reading(self, split: str) -> Iterator[writer.BlockReader]:
+        with contextlib.ExitStack() as stack:
+            files = [
+                stack.enter_context(store.open_split(m.card.split_file(split), m.card.count(split)))
+                for m in self.members
+            ]
+            picks = self.picks[split]
+
+            def read(block: int) -> dict:
+                rows = picks[block * BLOCK : (block + 1) * BLOCK]
+                names = self.coefficient_names
+                return _block_arrays(rows, self.members, files, self.channels, names)
+
+            yield read
+
+    def card(self, out: Path, hashes: dict[str, str]) -> dict:
+        return _build_card(self.mix_spec, out, self.members, self.channels, self.picks, hashes)
 
 
 def _coefficient_names(members: list[_Member]) -> list[str]:
