@@ -36,17 +36,17 @@ def largest_scratch_rows(out: Path, tasks: list[str] | None, seeds: list[int] | 
     rows = [
         r
         for r in load_results(out)
-        if r["kind"] == "downstream" and r["method"] == "scratch" and r["status"] == "completed"
+        if r.kind == "downstream" and r.method == "scratch" and r.status == "completed"
     ]
     if tasks:
-        rows = [r for r in rows if r["task"] in tasks]
+        rows = [r for r in rows if r.task in tasks]
     if seeds is not None:
-        rows = [r for r in rows if r["seed"] in seeds]
+        rows = [r for r in rows if r.seed in seeds]
     largest = {}
     for r in rows:
-        largest[r["task"]] = max(largest.get(r["task"], 0), r["n_train"])
-    chosen = [r for r in rows if r["n_train"] == largest[r["task"]]]
-    return sorted(chosen, key=lambda r: (r["task"], r["model"], r["seed"]))
+        largest[r.task] = max(largest.get(r.task, 0), r.n_train)
+    chosen = [r for r in rows if r.n_train == largest[r.task]]
+    return sorted(chosen, key=lambda r: (r.task, r.model, r.seed))
 
 
 def doubled_config(config, lr: float, lr_search: bool, out: Path):
@@ -85,16 +85,16 @@ def double_budgets(
     ]
     worst = 0.0
     for row in rows:
-        run = runs.get(row["run_id"]) or find_refinement(out, row["run_id"])  # refined: latest
+        run = runs.get(row.run_id) or find_refinement(out, row.run_id)  # refined: latest
         config = run_config(run, out)
-        doubled = doubled_config(config, row["lr"], lr_search, out / "budget-check")
+        doubled = doubled_config(config, row.lr, lr_search, out / "budget-check")
         record = train(doubled)
         new = record["test"]["rel_l2"]
-        change = new / row["test_rel_l2"] - 1
+        change = new / row.test_rel_l2 - 1
         worst = max(worst, abs(change))
         lines.append(
-            f"| {row['task']} | {row['model']} | {row['seed']} | {row['n_train']} | "
-            f"{_budget(config)} | {row['lr']:g} | {row['test_rel_l2']:.4f} | "
+            f"| {row.task} | {row.model} | {row.seed} | {row.n_train} | "
+            f"{_budget(config)} | {row.lr:g} | {row.test_rel_l2:.4f} | "
             f"{_budget(doubled)} | {record['selected_lr']:g} | {new:.4f} | {100 * change:+.1f}% |"
         )
         print(lines[-1], flush=True)

@@ -50,18 +50,18 @@ def size_table(out: Path) -> tuple[str, dict]:
     downstream runs, trained runs, converged ones, edge learning rates, seeds."""
     from pdefm.study.results import load_results
 
-    rows = [r for r in load_results(out) if r["kind"] == "downstream"]
-    trained = [r for r in rows if r["method"] != "zero-shot"]
+    rows = [r for r in load_results(out) if r.kind == "downstream"]
+    trained = [r for r in rows if r.method != "zero-shot"]
     counts = {
         "runs": len(rows),
         "trained": len(trained),
-        "converged": sum(r["converged"] is True for r in trained),
-        "edge": sum(bool(r["lr_at_edge"]) for r in trained),
-        "seeds": len({r["seed"] for r in trained}),
+        "converged": sum(r.converged is True for r in trained),
+        "edge": sum(bool(r.lr_at_edge) for r in trained),
+        "seeds": len({r.seed for r in trained}),
     }
     cells: dict[tuple[str, int], list[float]] = {}
     for r in rows:
-        cells.setdefault((r["method"], r["n_train"]), []).append(r["test_rel_l2"])
+        cells.setdefault((r.method, r.n_train), []).append(r.test_rel_l2)
     sizes = sorted({n for _, n in cells if n})
     head = "| method | " + " | ".join(f"N={n}" for n in sizes) + " |"
     lines = [head, "|---|" + "---:|" * len(sizes)]

@@ -7,11 +7,13 @@ import math
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from pdefm.report import data_savings, fit_power_law, headline, write_report
+from pdefm.study.row import ResultRow
 
 SIZES = [8, 16, 32, 64, 128, 256, 512]
 
@@ -68,7 +70,7 @@ def test_data_savings_bounds():
     assert up["relation"] == "<" and up["savings"] == pytest.approx(400 / 512)
 
 
-def row(task, method, n, err, seed=0, model="fno-tiny", init=None, **kw) -> dict:
+def row(task, method, n, err, seed=0, model="fno-tiny", init=None, **kw) -> ResultRow:
     """A completed downstream row with sensible defaults."""
     lo, hi = kw.pop("task_range", (5.0, 10.0))
     pre = kw.pop("pretrain_range", (None, None) if method == "scratch" else (1.0, 5.0))
@@ -88,7 +90,7 @@ def row(task, method, n, err, seed=0, model="fno-tiny", init=None, **kw) -> dict
         budget_rule="epochs", converged=None if method == "zero-shot" else True, budget_factor=1,
     )  # fmt: skip
     base.update(kw)
-    return base
+    return ResultRow.from_json(base)
 
 
 def test_headline_states_the_interpolated_crossing_seeds_and_budget():
@@ -106,7 +108,7 @@ def test_headline_states_the_interpolated_crossing_seeds_and_budget():
     assert "Budget: 200 epochs per run" in text and "from 0.0003, 0.001, 0.003" in text
     assert "budget-limited" not in text
     # scratch that stops at 64 examples only gives a bound, and says so
-    short = [r for r in rows if not (r["method"] == "scratch" and r["n_train"] > 64)]
+    short = [r for r in rows if not (r.method == "scratch" and r.n_train > 64)]
     assert "did not reach it with up to 64 examples" in headline(short + ft)
     assert "savings are more than 8x" in headline(short + ft)
 
@@ -114,8 +116,8 @@ def test_headline_states_the_interpolated_crossing_seeds_and_budget():
 def test_headline_one_seed_says_no_spread_and_counts_flagged_runs():
     rows = [row("t", "scratch", n, (n / 8) ** -0.5) for n in SIZES]
     rows += [row("t", "finetune", n, 0.25 * (n / 8) ** -0.5) for n in (8, 16)]
-    rows[-1]["converged"] = False
-    rows[0]["lr_at_edge"] = "high"
+    rows[-1] = replace(rows[-1], converged=False)
+    rows[0] = replace(rows[0], lr_at_edge="high")
     text = headline(rows)
     assert "(one seed, so no spread)" in text
     assert "2 of the 9 runs behind it were budget-limited or chose a learning rate" in text
@@ -169,7 +171,7 @@ def synthetic_err(rng, n_eff: float, gain: float) -> float:
     return gain * clean * math.exp(0.03 * rng.standard_normal())
 
 
-def fixture_rows() -> list[dict]:
+def fixture_rows() -> list[ResultRow]:
     """2 tasks x (scratch, finetune from 2 pre-training ranges, zero-shot) x 2 models x 2 seeds
     x sizes 8..512, one failed run and one pre-training run."""
     rng = np.random.default_rng(1)
@@ -231,7 +233,7 @@ def test_write_report_fixture(tmp_path):
 
 
 def test_write_report_single_model_says_why(tmp_path):
-    rows = [r for r in fixture_rows() if r["model"] == "fno-tiny"]
+    rows = [r for r in fixture_rows() if r.model == "fno-tiny"]
     out = write_report(rows, tmp_path)
     md = out["markdown"].read_text()
     assert "Only 1 model size" in md and "No dataset cards given" in md

@@ -20,13 +20,14 @@ from pdefm.report.names import (
     task_title,
 )
 from pdefm.report.samples import pick_runs
-from pdefm.report.table import COLUMNS, CurveKey, build_curves, by_task
+from pdefm.report.table import CurveKey, build_curves, by_task, curve_key
+from pdefm.study.row import COLUMNS, ResultRow
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SIZES = (8, 32, 128, 512)
 
 
-def row(method: str, n: int, err: float, seed: int = 0, **kw) -> dict:
+def row(method: str, n: int, err: float, seed: int = 0, **kw) -> ResultRow:
     """A completed downstream row of task poisson_5-10; every results column present."""
     init = kw.pop("init", "scratch" if method == "scratch" else "poisson_1-5")
     pre = (None, None) if method == "scratch" else kw.pop("pretrain", (1.0, 5.0))
@@ -40,10 +41,10 @@ def row(method: str, n: int, err: float, seed: int = 0, **kw) -> dict:
         pretrain_low=pre[0], pretrain_high=pre[1],
     )  # fmt: skip
     base.update(kw)
-    return base
+    return ResultRow.from_json(base)
 
 
-def study_rows(seeds=(0, 1)) -> list[dict]:
+def study_rows(seeds=(0, 1)) -> list[ResultRow]:
     """Scratch and fine-tune at SIZES plus zero-shot, errors about 0.02 to 0.5."""
     rows = []
     for s in seeds:
@@ -71,7 +72,7 @@ def test_plain_numbers_and_task_titles():
 
 def test_method_labels_in_words():
     def label(r):
-        return method_label(CurveKey(r["task"], r["method"], r["init"], r["mode"], r["model"]), r)
+        return method_label(curve_key(r), r)
 
     assert label(row("scratch", 8, 0.1)) == "trained from scratch (fno-tiny)"
     assert label(row("finetune", 8, 0.1)) == "fine-tuned from Poisson, e in [1, 5] (fno-tiny)"
@@ -165,9 +166,7 @@ def history(n: int, seed: int, steps: int = 6) -> list[dict]:
 def test_validation_curves_skip_runs_without_history(tmp_path):
     rows = study_rows()
     curves = build_curves(rows)
-    hist = {
-        r["run_id"]: history(r["n_train"], r["seed"]) for r in rows if r["method"] == "finetune"
-    }
+    hist = {r.run_id: history(r.n_train, r.seed) for r in rows if r.method == "finetune"}
     hist["scratch-scratch-8-0"] = []  # recorded, but empty: skipped like a missing one
     fig = figures._validation_figure(curves, hist)
     (ax,) = fig.axes  # only the fine-tune curve has histories
@@ -236,13 +235,13 @@ def test_pick_runs_prefers_lowest_validation_then_lowest_seed():
     rows += [row("finetune", n, 0.01, init="other", val_rel_l2=0.9, run_id=f"o{n}") for n in SIZES]
     picks = pick_runs(rows, "poisson_5-10")
     assert list(picks) == ["fine-tuned, N=8", "scratch, N=8", "zero-shot"]
-    assert picks["fine-tuned, N=8"]["run_id"] == "finetune-poisson_1-5-8-0"  # not on test
-    assert picks["zero-shot"]["init"] == "poisson_1-5"
+    assert picks["fine-tuned, N=8"].run_id == "finetune-poisson_1-5-8-0"  # not on test
+    assert picks["zero-shot"].init == "poisson_1-5"
     assert pick_runs(rows, "another_task") == {}
 
 
 # -- a tiny trained study --------------------------------------------------------------------
-def tiny_study(root: Path) -> list[dict]:
+def tiny_study(root: Path) -> list[ResultRow]:
     """A study folder laid out as ``pdefm study run`` writes one (root/data/down, root/runs/ID
     with record.json and checkpoint/), trained for a few steps on 16 x 16 grids, and its
     results rows: scratch and fine-tune at N = 4, and a zero-shot run of the fine-tune's init

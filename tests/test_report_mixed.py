@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from pdefm.report import mixed, write_report
 from pdefm.report.table import COLUMNS, build_curves, by_task
 from pdefm.study import results
+from pdefm.study.row import ResultRow
 
 SIZES = (8, 32, 128)
 #: task -> (family, low, high, its single-family stage); poisson in distribution, helmholtz OOD
@@ -34,7 +36,7 @@ def mean_of(task: str, role: str, n: int = 0) -> float:
     return GAIN[task] * base * (8 / n) ** 0.4 if n else GAIN[task] * base
 
 
-def run_row(task, method, init, n, err, seed=0, model="fno-tiny", **kw) -> dict:
+def run_row(task, method, init, n, err, seed=0, model="fno-tiny", **kw) -> ResultRow:
     """A completed downstream row of the results schema."""
     family, lo, hi, _ = TASKS[task]
     mode = "zero-shot" if method == "zero-shot" else "full"
@@ -47,10 +49,10 @@ def run_row(task, method, init, n, err, seed=0, model="fno-tiny", **kw) -> dict:
         wall_time_s=1.0,
     )  # fmt: skip
     base.update(kw)
-    return base
+    return ResultRow.from_json(base)
 
 
-def seeded(task, method, init, role, n, **kw) -> list[dict]:
+def seeded(task, method, init, role, n, **kw) -> list[ResultRow]:
     """Two seeds at mean +- 20%, so the panel must average them to get the mean back."""
     m = mean_of(task, role, n)
     return [
@@ -58,7 +60,7 @@ def seeded(task, method, init, role, n, **kw) -> list[dict]:
     ]
 
 
-def mixed_rows() -> list[dict]:
+def mixed_rows() -> list[ResultRow]:
     """2 tasks x (scratch of 2 presets, fine-tune from the mixture, from each family's stage,
     cross-family fine-tune from poisson on helmholtz, zero-shot of the mixture and the single)."""
     rows = []
@@ -144,12 +146,12 @@ def test_write_report_has_the_panel(tmp_path):
 
 
 def test_panel_absent_without_a_mixture_stage(tmp_path):
-    rows = [r for r in mixed_rows() if r["init_family"] != "mixture"]
+    rows = [r for r in mixed_rows() if r.init_family != "mixture"]
     out = write_report(rows, tmp_path / "none")
     assert "Mixed vs single-family" not in out["markdown"].read_text()
     assert not (tmp_path / "none" / "mixed_vs_single.png").exists()
     # mixture runs planned but none completed: the section says so, with no figure
-    todo = [dict(r, status="todo") for r in mixed_rows() if r["init_family"] == "mixture"]
+    todo = [replace(r, status="todo") for r in mixed_rows() if r.init_family == "mixture"]
     out = write_report(rows + todo, tmp_path / "todo")
     assert "No completed run from a mixture stage yet." in out["markdown"].read_text()
     assert not (tmp_path / "todo" / "mixed_vs_single.png").exists()
@@ -214,15 +216,15 @@ def write_study(root: Path, new_labels: bool) -> None:
 @pytest.mark.parametrize("new_labels", [True, False], ids=["init_family-label", "older-plan"])
 def test_load_results_fills_init_family(tmp_path, new_labels):
     write_study(tmp_path, new_labels)
-    rows = {r["run_id"]: r for r in results.load_results(tmp_path)}
-    assert {k: r["init_family"] for k, r in rows.items()} == {
+    rows = {r.run_id: r for r in results.load_results(tmp_path)}
+    assert {k: r.init_family for k, r in rows.items()} == {
         "id-mix": "none", "id-hh": "none", "r-scratch": "none", "r-mix": "mixture",
         "r-hh": "helmholtz", "r-zs": "mixture",
     }  # fmt: skip
-    assert rows["r-mix"]["pretrain_low"] is None and rows["r-mix"]["pretrain_high"] is None
-    assert (rows["r-hh"]["pretrain_low"], rows["r-hh"]["pretrain_high"]) == (1.0, 10.0)
-    assert rows["id-mix"]["parameter"] == "mixed" and rows["id-mix"]["status"] == "completed"
-    assert rows["r-mix"]["test_rel_l2"] == 0.1 and math.isnan(rows["r-hh"]["test_rel_l2"])
+    assert rows["r-mix"].pretrain_low is None and rows["r-mix"].pretrain_high is None
+    assert (rows["r-hh"].pretrain_low, rows["r-hh"].pretrain_high) == (1.0, 10.0)
+    assert rows["id-mix"].parameter == "mixed" and rows["id-mix"].status == "completed"
+    assert rows["r-mix"].test_rel_l2 == 0.1 and math.isnan(rows["r-hh"].test_rel_l2)
     path = results.write_csv(list(rows.values()), tmp_path / "rows.csv")
     with open(path, newline="") as fh:
         table = {r["run_id"]: r for r in csv.DictReader(fh)}

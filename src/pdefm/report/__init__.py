@@ -1,7 +1,8 @@
 """Reports of a study: tables, scaling-law fits, data-savings factors, figures, Markdown/HTML.
 
-Reads the results table only (one dict per run record) and never imports torch, so a report
-can be built on any machine with numpy and matplotlib.
+Reads the results table only (one :class:`pdefm.study.row.ResultRow` per run record, read by
+attribute) and never imports torch, so a report can be built on any machine with numpy and
+matplotlib.
 """
 
 from pdefm.report.analysis import headline

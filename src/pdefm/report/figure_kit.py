@@ -21,6 +21,7 @@ from pdefm.report.names import (
     row_task_title,
 )
 from pdefm.report.table import Curve, CurveKey
+from pdefm.study.row import ResultRow
 
 STYLE = {"finetune": "-", "scratch": "--", "zero-shot": ":"}
 
@@ -110,7 +111,7 @@ def _n_colours(sizes: list[int]) -> dict[int, tuple]:
 
 
 # -- words ---------------------------------------------------------------------------------
-def _first_row(curve: Curve) -> dict | None:
+def _first_row(curve: Curve) -> ResultRow | None:
     """A row of the curve (they share task and init), or None for a curve built by hand."""
     return curve.rows[0] if curve.rows else None
 

@@ -63,6 +63,7 @@ from pdefm.report.run_figures import (  # noqa: F401 (re-exported)
     validation_curves,
 )
 from pdefm.report.table import Curve, CurveKey
+from pdefm.study.row import ResultRow
 
 
 # -- error vs N ----------------------------------------------------------------------------
@@ -243,16 +244,16 @@ def _draw_size_panel(
 
 
 # -- OOD shift -----------------------------------------------------------------------------
-def shift_points(rows: list[dict]) -> dict[str, dict[int, dict[float, list[float]]]]:
+def shift_points(rows: list[ResultRow]) -> dict[str, dict[int, dict[float, list[float]]]]:
     """panel ("Family · model", plus " · mode M" for a mode other than full) -> N -> shift
     -> test errors of fine-tune runs."""
     out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in rows:
-        s = shift(r) if r["method"] == "finetune" else math.nan
+        s = shift(r) if r.method == "finetune" else math.nan
         if math.isfinite(s):
-            mode = "" if r["mode"] == "full" else f" · mode {r['mode']}"
-            panel = f"{family_name(r['family'])} · {r['model']}{mode}"
-            out[panel][int(r["n_train"])][round(s, 9)].append(float(r["test_rel_l2"]))
+            mode = "" if r.mode == "full" else f" · mode {r.mode}"
+            panel = f"{family_name(r.family)} · {r.model}{mode}"
+            out[panel][int(r.n_train)][round(s, 9)].append(float(r.test_rel_l2))
     return out
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from pdefm.report.names import pretraining_title, row_task_title
 from pdefm.report.savings import AT_MOST, EXACT, monotone, n_to_reach, sig
 from pdefm.report.table import Curve, CurveKey, by_task
+from pdefm.study.row import ResultRow
 
 NO_HEADLINE = "no task has both scratch and fine-tune results yet"
 
@@ -129,11 +130,11 @@ def _seeds_text(curve: Curve, n: int) -> str:
     return "one seed, so no spread" if k == 1 else f"mean of {k} seeds"
 
 
-def _budget_text(rows: list[dict]) -> str:
+def _budget_text(rows: list[ResultRow]) -> str:
     """'200 epochs per run', 'up to 400 epochs (patience)', '300 steps per run'."""
-    rules = {r.get("budget_rule") or "" for r in rows}
-    epochs = sorted({r["epochs"] for r in rows if r.get("epochs") is not None})
-    steps = sorted({r["steps"] for r in rows if r.get("steps") is not None})
+    rules = {r.budget_rule or "" for r in rows}
+    epochs = sorted({r.epochs for r in rows if r.epochs is not None})
+    steps = sorted({r.steps for r in rows if r.steps is not None})
     if rules == {"epochs"} and len(epochs) == 1:
         text = f"{epochs[0]} epochs per run"
     elif rules == {"patience"} and epochs:
@@ -152,10 +153,10 @@ def _budget_text(rows: list[dict]) -> str:
 
 def _protocol_text(p: Pick) -> str:
     rows = p.finetune.rows + p.scratch.rows
-    rates = sorted({float(x) for r in rows for x in str(r.get("lrs_tried") or "").split()})
+    rates = sorted({float(x) for r in rows for x in (r.lrs_tried or "").split()})
     lrs = ", ".join(f"{lr:g}" for lr in rates) if rates else "not recorded"
     text = f"Budget: {_budget_text(rows)}; learning rate chosen on validation from {lrs}"
-    flagged = sum(r.get("converged") is False or bool(r.get("lr_at_edge")) for r in rows)
+    flagged = sum(r.converged is False or bool(r.lr_at_edge) for r in rows)
     if flagged:
         text += (
             f"; {flagged} of the {len(rows)} runs behind it were budget-limited or chose a "

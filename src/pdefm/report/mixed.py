@@ -23,6 +23,7 @@ import numpy as np
 from pdefm.catalogue import MIXTURE
 from pdefm.report.savings import sig
 from pdefm.report.table import Curve
+from pdefm.study.row import ResultRow
 
 #: Legend text of each role, in drawing order.
 ROLES = {
@@ -63,34 +64,32 @@ class Comparison:
         return [(role, c) for role, c in found if c is not None]
 
 
-def has_mixed(rows: list[dict]) -> bool:
+def has_mixed(rows: list[ResultRow]) -> bool:
     """True when some fine-tune or zero-shot run starts from a mixture stage (any status)."""
     return any(
-        r["kind"] == "downstream"
-        and r["method"] in ("finetune", "zero-shot")
-        and r.get("init_family") == MIXTURE
+        r.kind == "downstream"
+        and r.method in ("finetune", "zero-shot")
+        and r.init_family == MIXTURE
         for r in rows
     )
 
 
-def init_families(rows: list[dict]) -> dict[str, str]:
+def init_families(rows: list[ResultRow]) -> dict[str, str]:
     """Init stage name -> family of its pre-training data, read from the downstream rows."""
     return {
-        str(r["init"]): r["init_family"]
-        for r in rows
-        if r["kind"] == "downstream" and r.get("init_family") is not None
+        r.init: r.init_family for r in rows if r.kind == "downstream" and r.init_family is not None
     }
 
 
-def task_labels(rows: list[dict]) -> dict[str, tuple[str, str]]:
+def task_labels(rows: list[ResultRow]) -> dict[str, tuple[str, str]]:
     """Task -> (family, readable label 'name (family [low, high])') from the downstream rows."""
     out = {}
     for r in rows:
-        if r["kind"] != "downstream" or r["task"] in out:
+        if r.kind != "downstream" or r.task in out:
             continue
-        lo, hi = r.get("task_low"), r.get("task_high")
+        lo, hi = r.task_low, r.task_high
         rng = f" [{lo:g}, {hi:g}]" if _number(lo) and _number(hi) else ""
-        out[r["task"]] = (r["family"], f"{r['task']} ({r['family']}{rng})")
+        out[r.task] = (r.family, f"{r.task} ({r.family}{rng})")
     return out
 
 
@@ -150,7 +149,7 @@ def task_comparisons(
     return out
 
 
-def comparisons(rows: list[dict], tasks: dict[str, list[Curve]]) -> list[Comparison]:
+def comparisons(rows: list[ResultRow], tasks: dict[str, list[Curve]]) -> list[Comparison]:
     """All comparisons of a study: ``tasks`` is :func:`pdefm.report.table.by_task` output."""
     families, labels = init_families(rows), task_labels(rows)
     out = []

@@ -1,8 +1,8 @@
 """Human names for the report's figures: tasks, pre-training stages and methods in words.
 
 Dataset and stage names such as ``poisson_5-10`` are the study author's shorthand; a reader
-of a figure wants "Poisson, e in [5, 10]". Everything here reads results rows (see
-:mod:`pdefm.report.table`) and needs neither torch nor matplotlib.
+of a figure wants "Poisson, e in [5, 10]". Everything here reads results rows
+(:class:`pdefm.study.row.ResultRow`) and needs neither torch nor matplotlib.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from decimal import Decimal
 from pdefm import catalogue
 from pdefm.catalogue import MIXTURE
 from pdefm.report.table import CurveKey
+from pdefm.study.row import ResultRow
 
 
 def plain_number(x: float, digits: int = 6) -> str:
@@ -46,30 +47,29 @@ def task_title(
     return f"{name}, {parameter} in [{plain_number(low)}, {plain_number(high)}]"
 
 
-def row_task_title(row: dict) -> str:
+def row_task_title(row: ResultRow) -> str:
     """The title of a results row's downstream task; the raw task name when the row does not
     say its family."""
-    if not row.get("family"):
-        return str(row.get("task"))
-    low, high = row.get("task_low"), row.get("task_high")
-    return task_title(row["family"], row.get("parameter"), low, high)
+    if not row.family:
+        return str(row.task)
+    return task_title(row.family, row.parameter, row.task_low, row.task_high)
 
 
-def pretraining_title(init: str, row: dict | None) -> str:
+def pretraining_title(init: str, row: ResultRow | None) -> str:
     """What the init stage was pre-trained on, e.g. "Poisson, e in [1, 5]"; "the mixed
     pre-training (stage NAME)" for a mixture stage; "stage NAME" when the row does not say."""
-    family = (row or {}).get("init_family")
+    family = row.init_family if row is not None else None
     if family == MIXTURE:
         return f"the mixed pre-training (stage {init})"
     if family in (None, "none") or row is None:
         return f"stage {init}"
-    low, high = row.get("pretrain_low"), row.get("pretrain_high")
+    low, high = row.pretrain_low, row.pretrain_high
     if not (_is_number(low) and _is_number(high)):
         return f"{family_name(family)} (stage {init})"
     return task_title(family, catalogue.parameter_name(family) or "parameter", low, high)
 
 
-def method_label(key: CurveKey, row: dict | None = None, with_model: bool = True) -> str:
+def method_label(key: CurveKey, row: ResultRow | None = None, with_model: bool = True) -> str:
     """A curve's legend text in words, from its key and one of its rows (for the
     pre-training range; without one the stage is named instead):
 
@@ -85,7 +85,7 @@ def method_label(key: CurveKey, row: dict | None = None, with_model: bool = True
         return f"trained from scratch{model}"
     source = pretraining_title(key.init, row)
     if key.method == "zero-shot":
-        if (row or {}).get("init_family") == MIXTURE:
+        if row is not None and row.init_family == MIXTURE:
             return f"zero-shot: {source}{model}"
         return f"zero-shot: pre-trained on {source}{model}"
     mode = "" if key.mode == "full" else f" · mode {key.mode}"

@@ -22,6 +22,7 @@ from pdefm.report.figure_kit import (
     task_titles,
 )
 from pdefm.report.table import Curve
+from pdefm.study.row import ResultRow
 
 
 # -- validation curves ---------------------------------------------------------------------
@@ -47,16 +48,17 @@ def _curve_histories(
 ) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
     """N -> (steps, val errors) of each of the curve's runs with a history, in seed order."""
     out: dict[int, list] = defaultdict(list)
-    for row in sorted(curve.rows, key=lambda r: (int(r["n_train"]), seed_order(r))):
-        xy = _history_xy(histories.get(row["run_id"]))
+    for row in sorted(curve.rows, key=lambda r: (int(r.n_train), seed_order(r))):
+        xy = _history_xy(histories.get(row.run_id))
         if xy is not None:
-            out[int(row["n_train"])].append(xy)
+            out[int(row.n_train)].append(xy)
     return dict(sorted(out.items()))
 
 
-def seed_order(row: dict) -> tuple:
-    """Sort key of a row's seed: numbers in numeric order (2 before 10), anything else after."""
-    seed = row.get("seed")
+def seed_order(row: ResultRow) -> tuple:
+    """Sort key of a row's seed: numbers in numeric order (2 before 10), anything else after
+    (a row's seed is a whole number; the fallback keeps sorting total for any value)."""
+    seed = row.seed
     number = isinstance(seed, (int, float)) and not isinstance(seed, bool)
     return (0, seed, "") if number else (1, 0, str(seed))
 

@@ -23,13 +23,14 @@ from pdefm.errors import PdefmError
 from pdefm.report.figures import MAX_SAMPLES, seed_order
 from pdefm.report.names import method_label, row_task_title
 from pdefm.report.table import curve_key, usable_rows
+from pdefm.study.row import ResultRow
 from pdefm.train.record import read_record
 
 LABELS = {"finetune": "fine-tuned, N={n}", "scratch": "scratch, N={n}", "zero-shot": "zero-shot"}
 
 
 # -- validation histories ------------------------------------------------------------------
-def read_histories(root: str | Path, rows: list[dict]) -> dict[str, list[dict]]:
+def read_histories(root: str | Path, rows: list[ResultRow]) -> dict[str, list[dict]]:
     """run_id -> validation history of every completed downstream run in ``rows`` that
     recorded one: the selected learning rate's list of {"epoch", "step", "val_rel_l2", ...}
     (run record field "history"; empty for zero-shot runs, which are left out). Needs no
@@ -37,13 +38,13 @@ def read_histories(root: str | Path, rows: list[dict]) -> dict[str, list[dict]]:
     root = Path(root)
     out = {}
     for row in rows:
-        if row["kind"] != "downstream" or row["status"] != "completed":
+        if row.kind != "downstream" or row.status != "completed":
             continue
-        path = root / "runs" / str(row["run_id"]) / "record.json"
+        path = root / "runs" / row.run_id / "record.json"
         record = read_record(path)
         history = record.history if record else None
         if history:
-            out[str(row["run_id"])] = _checked_history(history, path)
+            out[row.run_id] = _checked_history(history, path)
     return out
 
 
@@ -66,26 +67,28 @@ def _is_number(x: object) -> bool:
 
 
 # -- which runs to show ----------------------------------------------------------------------
-def _mean_val(rows: list[dict]) -> float:
+def _mean_val(rows: list[ResultRow]) -> float:
     """Mean validation error of a group of runs (inf when none is finite): runs are picked on
     validation, never on test."""
-    vals = [r["val_rel_l2"] for r in rows if _is_number(r["val_rel_l2"])]
+    vals = [r.val_rel_l2 for r in rows if _is_number(r.val_rel_l2)]
     vals = [v for v in vals if math.isfinite(v)]
     return float(np.mean(vals)) if vals else math.inf
 
 
-def _pick(rows: list[dict], method: str, n: int | None = None, prefer: dict | None = None):
+def _pick(
+    rows: list[ResultRow], method: str, n: int | None = None, prefer: dict | None = None
+) -> ResultRow | None:
     """The run of ``method`` to show: at size ``n`` (or the smallest size it has), from the
     curve matching ``prefer`` (fields of the curve key) if any, else the curve with the lowest
     mean validation error there; its lowest seed. None when the method has no run."""
-    runs = [r for r in rows if r["method"] == method]
+    runs = [r for r in rows if r.method == method]
     if not runs:
         return None
-    sizes = {int(r["n_train"]) for r in runs}
+    sizes = {int(r.n_train) for r in runs}
     size = n if n in sizes else min(sizes)
     groups: dict = defaultdict(list)
     for r in runs:
-        if int(r["n_train"]) == size:
+        if int(r.n_train) == size:
             groups[curve_key(r)].append(r)
 
     def rank(key) -> tuple:
@@ -96,27 +99,27 @@ def _pick(rows: list[dict], method: str, n: int | None = None, prefer: dict | No
     return min(groups[best], key=seed_order)
 
 
-def pick_runs(rows: list[dict], task: str) -> dict[str, dict]:
+def pick_runs(rows: list[ResultRow], task: str) -> dict[str, ResultRow]:
     """Column label -> results row of the runs :func:`predict_samples` shows for ``task``:
     fine-tuned at its smallest N (the init, mode and model with the lowest mean validation
     error there), scratch at the same N and model when run (else its smallest N), and the
     zero-shot run of the same init and model when there is one; lowest seed each. Needs no
     torch."""
-    runs = [r for r in usable_rows(rows) if r["task"] == task]
+    runs = [r for r in usable_rows(rows) if r.task == task]
     ft = _pick(runs, "finetune")
-    model = {"model": ft["model"]} if ft else {}
-    sc = _pick(runs, "scratch", int(ft["n_train"]) if ft else None, model)
-    zs = _pick(runs, "zero-shot", prefer={**model, "init": str(ft["init"])} if ft else None)
-    return {LABELS[r["method"]].format(n=r["n_train"]): r for r in (ft, sc, zs) if r is not None}
+    model = {"model": ft.model} if ft is not None else {}
+    sc = _pick(runs, "scratch", int(ft.n_train) if ft is not None else None, model)
+    zs = _pick(runs, "zero-shot", prefer={**model, "init": ft.init} if ft is not None else None)
+    return {LABELS[r.method].format(n=r.n_train): r for r in (ft, sc, zs) if r is not None}
 
 
 # -- predictions ---------------------------------------------------------------------------
-def _checkpoint(root: Path, row: dict) -> Path | None:
+def _checkpoint(root: Path, row: ResultRow) -> Path | None:
     """The checkpoint a run's test error came from: its own, or for zero-shot the one its
     record's ``init_path`` names (looked up under ``root/runs`` when the study folder was
     moved since). None when it is not there."""
-    run_dir = root / "runs" / str(row["run_id"])
-    if row["method"] != "zero-shot":
+    run_dir = root / "runs" / row.run_id
+    if row.method != "zero-shot":
         own = run_dir / "checkpoint"
         return own if own.is_dir() else None
     init = (read_record(run_dir / "record.json") or {}).get("init_path")
@@ -146,7 +149,7 @@ def _predict(checkpoint: Path, dataset, inputs) -> np.ndarray:
 
 
 def predict_samples(
-    root: str | Path, rows: list[dict], task: str, n_samples: int = 3
+    root: str | Path, rows: list[ResultRow], task: str, n_samples: int = 3
 ) -> dict | None:
     """Predictions on the first ``n_samples`` (at most 4) test samples of ``task`` by the runs
     :func:`pick_runs` chooses, as ``figures.samples_panel`` takes them: {"title": str,

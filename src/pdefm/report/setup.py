@@ -3,9 +3,9 @@ study folder (how the runs were made, on which data, with which budget and learn
 and the list of runs whose protocol did not settle (budget-limited, or a learning rate at the
 edge of the rates tried).
 
-Input: the results rows (``pdefm.study.results``) and a ``setup`` dict (``study_setup`` in
-``pdefm.study.results``) with the study file's text, the plan's datasets and the provenance
-entries. No torch.
+Input: the results rows (:class:`pdefm.study.row.ResultRow`) and a ``setup`` dict
+(``study_setup`` in ``pdefm.study.results``) with the study file's text, the plan's datasets and
+the provenance entries. No torch.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from pdefm import catalogue
 from pdefm.report.names import method_label, row_task_title, task_title
 from pdefm.report.table import curve_key, usable_rows
+from pdefm.study.row import ResultRow
 
 EDGE_WORDS = {"high": "largest tried", "low": "smallest tried", "both": "only one tried"}
 FLAGS_NOTE = (
@@ -37,37 +38,37 @@ def _span(values: list) -> str:
     return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
 
 
-def _lr_counts(rows: list[dict]) -> str:
+def _lr_counts(rows: list[ResultRow]) -> str:
     """Chosen rates with how often: '0.003 (4), 0.01 (2)'."""
-    counts = Counter(r["lr"] for r in rows if r.get("lr") is not None)
+    counts = Counter(r.lr for r in rows if r.lr is not None)
     return ", ".join(f"{lr:g} ({k})" for lr, k in sorted(counts.items())) or "-"
 
 
-def _tried(rows: list[dict]) -> str:
-    rates = {float(x) for r in rows for x in str(r.get("lrs_tried") or "").split()}
+def _tried(rows: list[ResultRow]) -> str:
+    rates = {float(x) for r in rows for x in (r.lrs_tried or "").split()}
     return ", ".join(f"{lr:g}" for lr in sorted(rates)) or "-"
 
 
-def _converged_text(rows: list[dict]) -> str:
-    known = [r["converged"] for r in rows if r.get("converged") is not None]
+def _converged_text(rows: list[ResultRow]) -> str:
+    known = [r.converged for r in rows if r.converged is not None]
     if not known:
         return "unknown"
     return f"{sum(bool(c) for c in known)} of {len(rows)}"
 
 
-def _pretrain_rows(rows: list[dict]) -> list[list[str]]:
+def _pretrain_rows(rows: list[ResultRow]) -> list[list[str]]:
     out = []
     for r in rows:
-        if r["kind"] != "pretrain" or r["status"] != "completed":
+        if r.kind != "pretrain" or r.status != "completed":
             continue
         out.append(
             [
-                r["task"],
-                r["model"],
-                f"{r['params']:,}" if r.get("params") else "-",
-                _span([r.get("epochs")]),
-                _span([r.get("steps")]),
-                _span([r.get("batch_size")]),
+                r.task,
+                r.model,
+                f"{r.params:,}" if r.params else "-",
+                _span([r.epochs]),
+                _span([r.steps]),
+                _span([r.batch_size]),
                 _tried([r]),
                 _lr_counts([r]),
                 _converged_text([r]),
@@ -76,29 +77,29 @@ def _pretrain_rows(rows: list[dict]) -> list[list[str]]:
     return out
 
 
-def budget_rows(rows: list[dict]) -> list[list[str]]:
+def budget_rows(rows: list[ResultRow]) -> list[list[str]]:
     """One row per (method, model, N) of the downstream runs used: the budget they got, the
     rates tried and chosen, seeds and how many converged."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for r in usable_rows(rows):
-        if r["method"] == "zero-shot":
+        if r.method == "zero-shot":
             continue
-        groups[(r["method"], r["model"], int(r["n_train"]))].append(r)
+        groups[(r.method, r.model, int(r.n_train))].append(r)
     out = []
     for (method, model, n), group in sorted(groups.items()):
-        edge = sum(bool(r.get("lr_at_edge")) for r in group)
+        edge = sum(bool(r.lr_at_edge) for r in group)
         out.append(
             [
                 method,
                 model,
                 str(n),
-                _span([r.get("batch_size") for r in group]),
-                _span([r.get("epochs") for r in group]),
-                _span([r.get("steps") for r in group]),
-                ", ".join(sorted({str(r.get("budget_rule") or "-") for r in group})),
+                _span([r.batch_size for r in group]),
+                _span([r.epochs for r in group]),
+                _span([r.steps for r in group]),
+                ", ".join(sorted({r.budget_rule or "-" for r in group})),
                 _tried(group),
                 _lr_counts(group),
-                ", ".join(str(s) for s in sorted({r["seed"] for r in group})),
+                ", ".join(str(s) for s in sorted({r.seed for r in group})),
                 _converged_text(group),
                 f"{edge} of {len(group)}",
             ]
@@ -139,7 +140,7 @@ def _provenance_text(invocations: list[dict]) -> list[str]:
     return out
 
 
-def setup_blocks(rows: list[dict], setup: dict | None) -> list:
+def setup_blocks(rows: list[ResultRow], setup: dict | None) -> list:
     """The setup section as report blocks (see ``pdefm.report.render``)."""
     setup = setup or {}
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -174,16 +175,16 @@ def setup_blocks(rows: list[dict], setup: dict | None) -> list:
     return b
 
 
-def flagged_rows(rows: list[dict]) -> list[dict]:
+def flagged_rows(rows: list[ResultRow]) -> list[ResultRow]:
     """Completed downstream runs whose budget or learning rate did not settle."""
     return [
         r
         for r in usable_rows(rows)
-        if r["method"] != "zero-shot" and (r.get("converged") is False or r.get("lr_at_edge"))
+        if r.method != "zero-shot" and (r.converged is False or r.lr_at_edge)
     ]
 
 
-def flags_blocks(rows: list[dict], refine_hint: str) -> list:
+def flags_blocks(rows: list[ResultRow], refine_hint: str) -> list:
     """The 'runs to check' section: a table of flagged runs, or a sentence saying none."""
     flagged = flagged_rows(rows)
     b: list = [("h2", "Runs to check"), ("p", FLAGS_NOTE)]
@@ -196,16 +197,16 @@ def flags_blocks(rows: list[dict], refine_hint: str) -> list:
         [
             row_task_title(r),
             method_label(curve_key(r), r, with_model=False),
-            r["model"],
-            str(r["n_train"]),
-            str(r["seed"]),
-            _span([r.get("epochs")]),
-            _span([r.get("steps")]),
-            f"{r['lr']:g}" if r.get("lr") is not None else "-",
-            r.get("lrs_tried") or "-",
-            "yes" if r.get("converged") is False else "no",
-            EDGE_WORDS.get(r.get("lr_at_edge") or "", "no"),
-            f"{r['test_rel_l2']:.4g}",
+            r.model,
+            str(r.n_train),
+            str(r.seed),
+            _span([r.epochs]),
+            _span([r.steps]),
+            f"{r.lr:g}" if r.lr is not None else "-",
+            r.lrs_tried or "-",
+            "yes" if r.converged is False else "no",
+            EDGE_WORDS.get(r.lr_at_edge or "", "no"),
+            f"{r.test_rel_l2:.4g}",
         ]
         for r in flagged
     ]

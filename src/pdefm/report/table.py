@@ -1,40 +1,25 @@
 """The results table: validation, learning-rate selection, curves (mean / spread over seeds), CSV.
 
-A *curve* is the set of completed downstream runs that share (task, method, init, mode, model);
-its points are the downstream sizes N, and at each N it holds one test error per seed.
+Rows are :class:`pdefm.study.row.ResultRow`, read by attribute. A *curve* is the set of
+completed downstream runs that share (task, method, init, mode, model); its points are the
+downstream sizes N, and at each N it holds one test error per seed.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pdefm.errors import PdefmError
-
-#: The keys every row carries, in the order results.csv writes them (the same list as
-#: ``pdefm.study.results.COLUMNS``). ``init_family``: family of the init stage's pre-training
-#: data ("mixture", "poisson", ...), "none" for scratch.
-COLUMNS = (
-    "run_id", "kind", "status", "task", "family", "parameter", "task_low", "task_high",
-    "method", "init", "init_family", "mode", "model", "params", "seed", "n_train", "lr",
-    "lrs_tried", "lr_at_edge", "epochs", "steps", "batch_size", "budget_rule", "converged",
-    "budget_factor", "val_rel_l2", "test_rel_l2", "test_mse", "test_residual",
-    "pretrain_low", "pretrain_high", "wall_time_s",
-)  # fmt: skip
-
-METHODS = ("scratch", "finetune", "zero-shot")
-#: Columns that say which protocol a run got (rates tried, edge, budget, convergence,
-#: refinement factor). Rows may lack them (tables built before they existed, or by hand):
-#: the report then says the protocol is unknown.
-PROTOCOL_COLUMNS = (
-    "lrs_tried", "lr_at_edge", "epochs", "steps", "batch_size", "budget_rule", "converged",
-    "budget_factor",
-)  # fmt: skip
+# the row contract lives with the study that builds the rows; its names stay importable here
+from pdefm.study.row import COLUMNS as COLUMNS
+from pdefm.study.row import METHODS as METHODS
+from pdefm.study.row import PROTOCOL_COLUMNS as PROTOCOL_COLUMNS
+from pdefm.study.row import ResultRow, write_rows
 
 
 @dataclass(frozen=True)
@@ -61,7 +46,7 @@ class Curve:
     key: CurveKey
     params: int
     errors: dict[int, list[float]] = field(default_factory=dict)
-    rows: list[dict] = field(default_factory=list)
+    rows: list[ResultRow] = field(default_factory=list)
 
     def sizes(self) -> np.ndarray:
         """Downstream sizes N, ascending."""
@@ -80,27 +65,21 @@ class Curve:
 
     def points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every run as (N, error, seed), the input of :func:`pdefm.report.fits.fit_power_law`."""
-        n = np.array([r["n_train"] for r in self.rows], dtype=float)
-        e = np.array([r["test_rel_l2"] for r in self.rows], dtype=float)
-        s = np.array([r["seed"] for r in self.rows])
+        n = np.array([r.n_train for r in self.rows], dtype=float)
+        e = np.array([r.test_rel_l2 for r in self.rows], dtype=float)
+        s = np.array([r.seed for r in self.rows])
         return n, e, s
 
 
-def validate_rows(rows: list[dict]) -> None:
-    """One-line :class:`PdefmError` for a row that lacks a key or has an unknown kind/method."""
-    for i, row in enumerate(rows):
-        missing = [k for k in COLUMNS if k not in row and k not in PROTOCOL_COLUMNS]
-        if missing:
-            rid = row.get("run_id", f"#{i}")
-            raise PdefmError(
-                f"results row {rid} lacks {', '.join(missing)}; "
-                "rebuild the table from the run records (pdefm study collects them)"
-            )
-        if row["kind"] == "downstream" and row["method"] not in METHODS:
-            raise PdefmError(
-                f"results row {row['run_id']} has method {row['method']!r}; "
-                f"expected one of {', '.join(METHODS)}"
-            )
+def validate_rows(rows: Sequence[ResultRow | Mapping]) -> list[ResultRow]:
+    """``rows`` as :class:`ResultRow`: rows pass as they are (they were checked when made),
+    mappings of the same columns are converted, so a row that lacks a column or has an
+    unknown kind / method is a one-line :class:`PdefmError` (a row without run_id is named by
+    its place, "#3")."""
+    return [
+        r if isinstance(r, ResultRow) else ResultRow.from_json(r, f"#{i}")
+        for i, r in enumerate(rows)
+    ]
 
 
 def _finite(x: object) -> bool:
@@ -108,39 +87,43 @@ def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def usable_rows(rows: list[dict]) -> list[dict]:
+def usable_rows(rows: list[ResultRow]) -> list[ResultRow]:
     """Completed downstream runs with a finite test error, one per (curve, N, seed).
 
     When a study ran several learning rates as separate runs, the one with the lowest
     validation error is kept: the protocol selects the learning rate on validation, never on
     test.
     """
-    best: dict[tuple, dict] = {}
+    best: dict[tuple, ResultRow] = {}
     for row in rows:
-        if row["kind"] != "downstream" or row["status"] != "completed":
+        if row.kind != "downstream" or row.status != "completed":
             continue
-        if not _finite(row["test_rel_l2"]):
+        if not _finite(row.test_rel_l2):
             continue
-        k = (curve_key(row), int(row["n_train"]), row["seed"])
-        val = row["val_rel_l2"] if _finite(row["val_rel_l2"]) else math.inf
+        k = (curve_key(row), int(row.n_train), row.seed)
         old = best.get(k)
-        if old is None or val < (old["val_rel_l2"] if _finite(old["val_rel_l2"]) else math.inf):
+        if old is None or _val(row) < _val(old):
             best[k] = row
     return list(best.values())
 
 
-def curve_key(row: dict) -> CurveKey:
+def _val(row: ResultRow) -> float:
+    """The validation error a run is selected on; inf when it has none."""
+    return row.val_rel_l2 if _finite(row.val_rel_l2) else math.inf
+
+
+def curve_key(row: ResultRow) -> CurveKey:
     """The curve a row belongs to."""
-    return CurveKey(row["task"], row["method"], str(row["init"]), row["mode"], row["model"])
+    return CurveKey(row.task, row.method, row.init, row.mode, row.model)
 
 
-def build_curves(rows: list[dict]) -> dict[CurveKey, Curve]:
+def build_curves(rows: list[ResultRow]) -> dict[CurveKey, Curve]:
     """Group usable rows into curves, sorted by (task, method, init, mode, model)."""
     curves: dict[CurveKey, Curve] = {}
     for row in usable_rows(rows):
         key = curve_key(row)
-        curve = curves.setdefault(key, Curve(key, int(row["params"])))
-        curve.errors.setdefault(int(row["n_train"]), []).append(float(row["test_rel_l2"]))
+        curve = curves.setdefault(key, Curve(key, int(row.params)))
+        curve.errors.setdefault(int(row.n_train), []).append(float(row.test_rel_l2))
         curve.rows.append(row)
     order = sorted(curves, key=lambda k: (k.task, METHODS.index(k.method), k.init, k.mode, k.model))
     return {k: curves[k] for k in order}
@@ -157,10 +140,11 @@ def by_task(curves: dict[CurveKey, Curve]) -> dict[str, list[Curve]]:
 
 
 def _task_order(task: str, curves: list[Curve]) -> tuple:
-    row = next((r for c in curves for r in c.rows), {})
-    low, high = row.get("task_low"), row.get("task_high")
+    row = next((r for c in curves for r in c.rows), None)
+    low, high = (row.task_low, row.task_high) if row is not None else (None, None)
     numeric = _finite(low) and _finite(high)
-    return (str(row.get("family") or ""), not numeric, low if numeric else 0.0,
+    family = row.family if row is not None else None
+    return (str(family or ""), not numeric, low if numeric else 0.0,
             high if numeric else 0.0, task)  # fmt: skip
 
 
@@ -179,22 +163,19 @@ def summary_rows(curves: dict[CurveKey, Curve], names=None) -> list[list[str]]:
     return out
 
 
-def failed_rows(rows: list[dict]) -> list[list[str]]:
-    """Rows of the 'failed or unfinished runs' table (any kind, status other than completed)."""
-    keys = ("run_id", "kind", "status", "task", "method", "model", "n_train", "seed")
-    return [[str(r.get(k, "")) for k in keys] for r in rows if r["status"] != "completed"]
+def failed_rows(rows: list[ResultRow]) -> list[list[str]]:
+    """Rows of the 'failed or unfinished runs' table (any kind, status other than completed):
+    run_id, kind, status, task, method, model, N, seed."""
+    return [
+        [str(v) for v in (r.run_id, r.kind, r.status, r.task, r.method, r.model, r.n_train, r.seed)]
+        for r in rows
+        if r.status != "completed"
+    ]
 
 
-def write_csv(rows: list[dict], path: Path) -> Path:
-    """results.csv: every row (all kinds and statuses), the contract columns first, then any
-    extra keys in first-seen order; None is written empty, NaN as ``nan``."""
-    extra = []
-    for row in rows:
-        extra += [k for k in row if k not in COLUMNS and k not in extra]
-    header = list(COLUMNS) + extra
+def write_csv(rows: list[ResultRow], path: Path) -> Path:
+    """results.csv: every row (all kinds and statuses), columns ``COLUMNS``; None is written
+    empty, NaN as ``nan``."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header, restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in header})
+        write_rows(rows, fh)
     return path

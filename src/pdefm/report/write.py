@@ -21,6 +21,7 @@ from pdefm.report.table import (
     validate_rows,
     write_csv,
 )
+from pdefm.study.row import ResultRow
 
 SAVINGS_NOTE = (
     "Savings = N_scratch(target) / N_finetune(target) for each fine-tune curve against the "
@@ -139,7 +140,7 @@ def _curve_sections(curves, out: Path) -> tuple[list, list]:
     return b, [f1, f2]
 
 
-def _scaling_sections(rows, curves, out: Path, datasets) -> tuple[list, list]:
+def _scaling_sections(rows: list[ResultRow], curves, out: Path, datasets) -> tuple[list, list]:
     """Model-size figure, OOD-shift figure, parameter histograms: each only when meaningful."""
     tasks = by_task(curves)
     shifts = figures.shift_points(usable_rows(rows))
@@ -174,7 +175,7 @@ def _scaling_sections(rows, curves, out: Path, datasets) -> tuple[list, list]:
     return b + _mixture_table(datasets or {}), [f4, f5, f6]
 
 
-def _mixed_section(rows: list[dict], tasks: dict, out: Path) -> tuple[list, list]:
+def _mixed_section(rows: list[ResultRow], tasks: dict, out: Path) -> tuple[list, list]:
     """Mixed vs single-family pre-training: figure, fine-tune and zero-shot tables and one
     sentence per comparison; nothing at all when no run starts from a mixture stage."""
     if not mixed.has_mixed(rows):
@@ -232,7 +233,7 @@ def _mixture_table(datasets: dict[str, dict]) -> list:
     return [("table", ["mixture", "role", "train examples per family"], rows)] if rows else []
 
 
-def _failed_section(rows: list[dict]) -> list:
+def _failed_section(rows: list[ResultRow]) -> list:
     """The table of failed or unfinished runs (or 'None.')."""
     fails = failed_rows(rows)
     header = ["run_id", "kind", "status", "task", "method", "model", "N", "seed"]
@@ -254,7 +255,7 @@ def _split_appendix(blocks: list) -> tuple[list, list]:
 
 
 def write_report(
-    rows: list[dict],
+    rows: list[ResultRow],
     out_dir: str | Path,
     title: str = "pdefm study",
     datasets: dict[str, dict] | None = None,
@@ -271,9 +272,10 @@ def write_report(
     (``pdefm.report.samples.predict_samples``) the prediction panel. Returns {"markdown":
     path, "html": path, "csv": path, "figures": [paths], "headline": str}.
     Only completed downstream runs enter figures and fits; every row goes to results.csv and
-    the ones not completed are listed in the report.
+    the ones not completed are listed in the report. Mappings of the results columns are
+    taken too: they are checked and converted (:func:`pdefm.report.table.validate_rows`).
     """
-    validate_rows(rows)
+    rows = validate_rows(rows)
     out = check_output_dir(out_dir, "the report folder")  # refused before anything is drawn
     out.mkdir(parents=True, exist_ok=True)
     curves = build_curves(rows)

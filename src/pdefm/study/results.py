@@ -1,8 +1,9 @@
 """The results store: a study's run records joined with its plan into one table (no torch).
 
-Rows follow the report's schema (see ``pdefm.report``): one per training / evaluation run, with
-the test metrics of the learning rate selected on validation (the loop selects it per run, so
-per (task, size, init, mode, preset, seed)).
+Rows are :class:`pdefm.study.row.ResultRow` (the report's input, columns ``COLUMNS``): one per
+training / evaluation run, with the test metrics of the learning rate selected on validation
+(the loop selects it per run, so per (task, size, init, mode, preset, seed)). They are written
+to and read from CSV here, the boundary where rows become text and back.
 
 ``init_family`` is the PDE family of the data the run's init stage was pre-trained on
 (``"mixture"`` for a mixed pre-training stage, ``"none"`` for scratch and for pre-training
@@ -21,46 +22,13 @@ from pdefm.checks import check_output_file, read_json
 from pdefm.data.card import DatasetCard
 from pdefm.errors import PdefmError
 from pdefm.study.refine import latest
+from pdefm.study.row import COLUMNS as COLUMNS  # re-exported: the table's columns
+from pdefm.study.row import ResultRow, read_rows, write_rows
 from pdefm.study.store import bad_field, load_plan
 from pdefm.train.record import RunRecord, read_record
 
-COLUMNS = [
-    "run_id",
-    "kind",
-    "status",
-    "task",
-    "family",
-    "parameter",
-    "task_low",
-    "task_high",
-    "method",
-    "init",
-    "init_family",
-    "mode",
-    "model",
-    "params",
-    "seed",
-    "n_train",
-    "lr",
-    "lrs_tried",
-    "lr_at_edge",
-    "epochs",
-    "steps",
-    "batch_size",
-    "budget_rule",
-    "converged",
-    "budget_factor",
-    "val_rel_l2",
-    "test_rel_l2",
-    "test_mse",
-    "test_residual",
-    "pretrain_low",
-    "pretrain_high",
-    "wall_time_s",
-]
 
-
-def load_results(root: str | Path) -> list[dict]:
+def load_results(root: str | Path) -> list[ResultRow]:
     """Every training / evaluation run of the study in ``root`` as a row (missing runs
     appear with status "todo")."""
     root = Path(root)
@@ -77,46 +45,54 @@ def load_results(root: str | Path) -> list[dict]:
             entry = refined[run["id"]]
             run, factor = {**run, "id": entry["id"]}, entry["factor"]
         record = read_record(root / "runs" / run["id"] / "record.json")
-        rows.append({**_row(run, record, stages, params), "budget_factor": factor})
+        rows.append(_row(run, record, stages, params, factor))
     return rows
 
 
-def _row(run: dict, record: RunRecord | None, stages: dict, params: dict) -> dict:
+def _row(run: dict, record: RunRecord | None, stages: dict, params: dict, factor: int) -> ResultRow:
+    """One planned run with its record (None: not run yet) as a row; ``factor`` is the budget
+    multiple of the refinement that stands for it (1: none)."""
     labels = run["labels"]
     test = record.test if record else {}
+    val = record.val if record else {}
     nan = math.nan
-    row = {
-        "run_id": run["id"],
-        "kind": run["kind"],
-        "status": record.status if record else "todo",
-        "task": labels.get("task"),
-        "family": labels.get("family"),
-        "parameter": params.get(labels.get("task"), ""),
-        "task_low": labels.get("task_low", labels.get("low")),
-        "task_high": labels.get("task_high", labels.get("high")),
-        "method": labels.get("method", "pretrain"),
-        "init": labels.get("init", "scratch"),
-        "init_family": _init_family(labels, stages),
-        "mode": labels.get("mode", "full"),
-        "model": labels.get("model"),
-        "params": record.parameters_total if record else None,
-        "seed": labels.get("seed", 0),
-        "n_train": labels.get("n_train"),
-        "lr": record.selected_lr if record else None,
+    low, high = _pretrain_range(stages.get(labels.get("init")))
+    return ResultRow(
+        run_id=run["id"],
+        kind=run["kind"],
+        status=record.status if record else "todo",
+        task=labels.get("task"),
+        family=labels.get("family"),
+        parameter=params.get(labels.get("task"), ""),
+        task_low=labels.get("task_low", labels.get("low")),
+        task_high=labels.get("task_high", labels.get("high")),
+        method=labels.get("method", "pretrain"),
+        init=labels.get("init", "scratch"),
+        init_family=_init_family(labels, stages),
+        mode=labels.get("mode", "full"),
+        model=labels.get("model"),
+        params=record.parameters_total if record else None,
+        seed=labels.get("seed", 0),
+        n_train=labels.get("n_train"),
+        lr=record.selected_lr if record else None,
         **_budget_columns(record),
-        "val_rel_l2": record.val.get("rel_l2", nan) if record else nan,
-        "test_rel_l2": test.get("rel_l2", nan),
-        "test_mse": test.get("mse", nan),
-        "test_residual": test.get("residual", nan),
-        "pretrain_low": None,
-        "pretrain_high": None,
-        "wall_time_s": record.wall_time_s if record else None,
-    }
-    stage = stages.get(labels.get("init"))
-    if stage is not None:  # a mixture stage has no range: both stay None
-        row["pretrain_low"] = stage["labels"].get("low")
-        row["pretrain_high"] = stage["labels"].get("high")
-    return row
+        budget_factor=factor,
+        val_rel_l2=val.get("rel_l2", nan),
+        test_rel_l2=test.get("rel_l2", nan),
+        test_mse=test.get("mse", nan),
+        test_residual=test.get("residual", nan),
+        pretrain_low=low,
+        pretrain_high=high,
+        wall_time_s=record.wall_time_s if record else None,
+    )
+
+
+def _pretrain_range(stage: dict | None) -> tuple[float | None, float | None]:
+    """(low, high) of the init stage's pre-training data: (None, None) for scratch, for a stage
+    the plan does not define and for a mixture stage (a mixture has no range)."""
+    if stage is None:
+        return None, None
+    return stage["labels"].get("low"), stage["labels"].get("high")
 
 
 def _budget_columns(record: RunRecord | None) -> dict:
@@ -157,19 +133,30 @@ def _parameter_name(family: str) -> str:
     return catalogue.parameter_name(family) or ""
 
 
-def write_csv(rows: list[dict], path: str | Path) -> Path:
+def write_csv(rows: list[ResultRow], path: str | Path) -> Path:
     """The rows as CSV at ``path``, whose folder must exist (a missing one is refused)."""
     path = check_output_file(path, "the CSV file")
     try:
         with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+            write_rows(rows, fh)
     except OSError as exc:
         raise PdefmError(
             f"cannot write {path} ({exc.strerror or exc}); pick another path"
         ) from None
     return path
+
+
+def read_csv(path: str | Path) -> list[ResultRow]:
+    """The rows of a results CSV (``write_csv``'s or a report's ``results.csv``), typed as the
+    store builds them; an unreadable file or a bad cell is one line naming it."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return read_rows(fh, str(path))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PdefmError(
+            f"cannot read {path} ({exc}); give a results.csv that pdefm wrote"
+        ) from None
 
 
 def dataset_summaries(root: str | Path) -> dict[str, dict]:
