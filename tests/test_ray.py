@@ -28,6 +28,7 @@ from safetensors import safe_open
 pytest.importorskip("ray")
 
 from pdefm.errors import PdefmError  # noqa: E402
+from pdefm.study.executors import RayCluster, choose_executor  # noqa: E402
 from pdefm.study.ray_executor import _run_lock, import_ray  # noqa: E402
 from pdefm.study.runner import run_status, run_study  # noqa: E402
 from pdefm.study.spec import load_study  # noqa: E402
@@ -213,11 +214,15 @@ def test_ray_executor_options_are_checked(tmp_path):
     spec = tmp_path / "study.yaml"
     spec.write_text(STUDY)
     with pytest.raises(PdefmError, match="--workers is for the local executor"):
-        run_study(spec, tmp_path / "a", workers=2, executor="ray")
+        choose_executor("ray", workers=2)
     with pytest.raises(PdefmError, match="need --executor ray"):
-        run_study(spec, tmp_path / "b", address="127.0.0.1:1")
+        choose_executor("local", address="127.0.0.1:1")
     with pytest.raises(PdefmError, match="unknown executor 'dask'"):
-        run_study(spec, tmp_path / "c", executor="dask")
+        choose_executor("dask")
+    with pytest.raises(PdefmError, match="--ray-cpus-per-run must be"):
+        run_study(spec, tmp_path / "a", executor=RayCluster(cpus_per_run=-1.0))
+    with pytest.raises(PdefmError, match="executor must be a LocalPool or RayCluster"):
+        run_study(spec, tmp_path / "a", executor="ray")
     assert not (tmp_path / "a").exists()
 
 

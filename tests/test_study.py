@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pdefm.errors import PdefmError
+from pdefm.study.executors import LocalPool
 from pdefm.study.results import load_results
 from pdefm.study.runner import run_status, run_study
 from pdefm.study.spec import load_study
@@ -208,7 +209,7 @@ def test_parallel_workers_run_each_run_once(tmp_path):
         "seeds: [0, 1]", "seeds: [0]"
     )
     spec = write(tmp_path, small)
-    root = run_study(spec, tmp_path / "par", workers=2, progress=False)
+    root = run_study(spec, tmp_path / "par", executor=LocalPool(2), progress=False)
     study = load_study(spec)
     assert all(run_status(r, root) == "done" for r in study.runs)
     assert len(list(root.glob("runs/*/record.json"))) == sum(r.kind != "data" for r in study.runs)

@@ -151,17 +151,17 @@ def _run_study_plan(args: argparse.Namespace) -> int:
 
 
 def _run_study_run(args: argparse.Namespace) -> int:
+    from pdefm.study.executors import choose_executor
     from pdefm.study.runner import run_study
 
+    executor = choose_executor(
+        args.executor, args.workers, args.address, args.ray_cpus_per_run, args.ray_gpus_per_run
+    )
     root = run_study(
         args.file,
         args.out,
-        workers=args.workers,
+        executor=executor,
         progress=not args.quiet,
-        executor=args.executor,
-        address=args.address,
-        cpus_per_run=args.ray_cpus_per_run,
-        gpus_per_run=args.ray_gpus_per_run,
         refine=args.refine,
         command=args.command_line,
     )
@@ -243,13 +243,14 @@ def _samples(root: str, rows: list[dict]) -> dict | None:
 def _run_demo(args: argparse.Namespace) -> int:
     from importlib.resources import as_file, files
 
+    from pdefm.study.executors import LocalPool
     from pdefm.study.runner import run_study
 
     with as_file(files("pdefm.study") / "demo.yaml") as spec:
         root = run_study(
             spec,
             args.out,
-            workers=_demo_workers(args.workers),
+            executor=LocalPool(_demo_workers(args.workers)),
             progress=not args.quiet,
             command=args.command_line,
         )

@@ -24,20 +24,19 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pdefm.checks import check_disk, check_float, check_int, check_output_dir
+from pdefm.checks import check_disk, check_int, check_output_dir
 from pdefm.data.io import LOCK_NAME, directory_lock, write_json_atomic
 from pdefm.errors import PdefmError
-from pdefm.study.execute import Executor, ProcessExecutor, RunSummary, RunTask
+from pdefm.study.execute import Executor, RunSummary, RunTask
+from pdefm.study.executors import ExecutorChoice, LocalPool, RayCluster
 from pdefm.study.provenance import record_invocation
 from pdefm.study.refine import plan_refinements
 from pdefm.study.spec import Study, StudyMixture, StudyRun, load_study, run_config
 from pdefm.study.store import load_plan
-from pdefm.threads import usable_cores
 from pdefm.train.record import read_record
 
 PHASES = ("data", "pretrain", "downstream")
 MAX_REFINE = 64  # a larger budget factor in one go is more likely a typo than a plan
-WORKERS_PER_CORE = 4  # --workers beyond this many per core only makes processes queue for cores
 
 
 def study_dir_for(study: Study, out: str | Path | None) -> Path:
@@ -75,20 +74,17 @@ def plan_lines(study: Study, root: Path) -> list[str]:
 def run_study(
     path: str | Path,
     out: str | Path | None = None,
-    workers: int = 1,
+    *,
+    executor: ExecutorChoice | None = None,
     progress: bool = True,
-    executor: str = "local",
-    address: str | None = None,
-    cpus_per_run: float | None = None,
-    gpus_per_run: float | None = None,
     refine: int | None = None,
     command: str | None = None,
 ) -> Path:
     """Run every missing run of the study in ``path``; returns the study directory.
 
-    ``executor`` "local" runs ``workers`` processes on this machine; "ray" sends every run as
-    a task to the Ray cluster at ``address``, each asking for ``cpus_per_run`` /
-    ``gpus_per_run`` (see ``pdefm.study.ray_executor``).
+    ``executor`` says where runs execute: ``LocalPool(workers)`` (the default, one worker) or
+    ``RayCluster(address, cpus_per_run, gpus_per_run)`` (see ``pdefm.study.executors``;
+    ``choose_executor`` builds one from command-line flags).
 
     ``command`` is how this was asked for (recorded in provenance.json; default: this
     process's command line). ``refine`` (a factor >= 2): afterwards, rerun every flagged
@@ -99,7 +95,12 @@ def run_study(
     Every check (options, the study file, the folder, free disk, Ray being installed) comes
     before the study folder is created: a refused study leaves nothing behind.
     """
-    _check_executor(executor, workers, address, cpus_per_run, gpus_per_run)
+    executor = LocalPool() if executor is None else executor
+    if not isinstance(executor, (LocalPool, RayCluster)):
+        raise PdefmError(
+            f"executor must be a LocalPool or RayCluster, got {type(executor).__name__}"
+        )
+    executor.check()
     if refine is not None:
         check_int(refine, "--refine", minimum=2, maximum=MAX_REFINE)
     study = load_study(path)
@@ -116,74 +117,39 @@ def run_study(
     root.mkdir(parents=True, exist_ok=True)
     busy = f"study {root} is being run by another process; wait for it or use `pdefm study status`"
     with directory_lock(root, busy):
-        _copy_spec(study.path, root / "study.yaml")
-        write_plan(study, root)
-        # again under the lock: another runner may have finished runs since the check above
-        todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
-        if todo or refine is not None:  # provenance of runs: a call with nothing to do adds none
-            record_invocation(root, command)
-        bar = tqdm(
-            total=len(study.runs),
-            initial=len(study.runs) - len(todo),
-            unit="run",
-            desc=f"study {study.name}",
-            disable=not progress,
-            file=sys.stderr,
-        )
-        pool = nullcontext(ProcessExecutor(workers, progress=not bar.disable))
-        if executor == "ray" and todo:
-            from pdefm.study.ray_executor import connect
-
-            pool = connect(address, cpus_per_run, gpus_per_run)
-        with bar, pool as runs_with:
-            for phase in PHASES:
-                batch = _runnable([r for r in todo if r.kind == phase], study, root, bar)
-                for wave in _waves(batch):
-                    _run_wave(runs_with, study, wave, root, bar)
-            if refine is not None:
-                more = plan_refinements(study, root, refine)
-                bar.write(f"  refining {len(more)} flagged run(s): budget x {refine}")
-                bar.total += len(more)
-                bar.refresh()
-                _run_wave(runs_with, study, more, root, bar)
+        _run_locked(study, root, executor, progress, refine, command)
     return root
 
 
-def _check_executor(executor: str, workers: int, address, *ray_options) -> None:
-    """The executor options, and for Ray that Ray is installed, before anything is written."""
-    if executor not in ("local", "ray"):
-        raise PdefmError(f"unknown executor {executor!r}; choose local or ray")
-    if executor == "local" and (address is not None or any(o is not None for o in ray_options)):
-        raise PdefmError("--address and --ray-*-per-run need --executor ray; add it")
-    _check_workers(workers)
-    if executor == "local":
-        return
-    if workers != 1:
-        raise PdefmError(
-            "--workers is for the local executor; with --executor ray the cluster's "
-            "resources set how many runs go side by side (see --ray-cpus-per-run)"
-        )
-    for option, value in zip(
-        ("--ray-cpus-per-run", "--ray-gpus-per-run"), ray_options, strict=True
-    ):
-        if value is not None:
-            check_float(value, option, minimum=0)
-    if address is not None and (not isinstance(address, str) or not address.strip()):
-        raise PdefmError("--address must be HOST:PORT or auto; leave it out for a local cluster")
-    from pdefm.study.ray_executor import import_ray
-
-    import_ray()  # a missing Ray is refused now, not after the plan is written
-
-
-def _check_workers(workers: object) -> None:
-    check_int(workers, "--workers", minimum=1)
-    cores = usable_cores()
-    if workers > WORKERS_PER_CORE * cores:
-        raise PdefmError(
-            f"--workers {workers} is more than {WORKERS_PER_CORE} per CPU core ({cores} here): "
-            f"the processes would only queue for the cores and multiply memory; use at most "
-            f"{WORKERS_PER_CORE * cores} (--workers {cores} is usually fastest)"
-        )
+def _run_locked(study: Study, root: Path, executor, progress, refine, command) -> None:
+    """The study's missing runs, phase by phase and wave by wave, then its refinements."""
+    _copy_spec(study.path, root / "study.yaml")
+    write_plan(study, root)
+    # again under the lock: another runner may have finished runs since the check above
+    todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
+    if todo or refine is not None:  # provenance of runs: a call with nothing to do adds none
+        record_invocation(root, command)
+    bar = tqdm(
+        total=len(study.runs),
+        initial=len(study.runs) - len(todo),
+        unit="run",
+        desc=f"study {study.name}",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    # nothing left to run: no workers to spawn, no cluster to connect to
+    pool = executor.start(not bar.disable) if todo or refine is not None else nullcontext()
+    with bar, pool as runs_with:
+        for phase in PHASES:
+            batch = _runnable([r for r in todo if r.kind == phase], study, root, bar)
+            for wave in _waves(batch):
+                _run_wave(runs_with, study, wave, root, bar)
+        if refine is not None:
+            more = plan_refinements(study, root, refine)
+            bar.write(f"  refining {len(more)} flagged run(s): budget x {refine}")
+            bar.total += len(more)
+            bar.refresh()
+            _run_wave(runs_with, study, more, root, bar)
 
 
 def check_study_dir(root: Path, study: Study) -> None:
