@@ -107,7 +107,7 @@ def _one_step(loss: str, scale: float) -> tuple[float, float, float]:
     opt = torch.optim.SGD(conv.parameters(), lr=0.0)  # lr 0: the step leaves the weights
     with torch.no_grad():
         pred = net(x)
-    got = float(fit._step(net, opt, x, y, RunConfig(data="d", loss=loss)))
+    got = float(fit._step(net, opt, x, y, fit.StepRule(loss=loss)))
     return got, float(relative_l2(pred, y).mean()), float((pred - y).square().mean())
 
 

@@ -148,7 +148,7 @@ def test_grad_clip_bounds_the_gradient_norm_at_each_step():
 
     opt.register_step_pre_hook(record)
     x, y = torch.randn(4, 8), 100 * torch.randn(4, 8)  # large targets: large gradients
-    fit._step(net, opt, x, y, RunConfig(data="d"))
-    fit._step(net, opt, x, y, RunConfig(data="d", grad_clip=0.25))
+    fit._step(net, opt, x, y, fit.StepRule())
+    fit._step(net, opt, x, y, fit.StepRule(grad_clip=0.25))
     assert norms[0] > 10  # unclipped
     assert norms[1] == pytest.approx(0.25, rel=1e-5)

@@ -92,9 +92,9 @@ def run_work(study: Study, run: StudyRun) -> RunWork | None:
         c["model"],  # a fine-tune run's is its stage's preset
         _resolution(study, name),
         _channels(study, name),
-        plan["batch"],
-        plan["steps"],
-        math.ceil(plan["epochs"] / plan["validate_every"]),
+        plan.batch,
+        plan.steps,
+        math.ceil(plan.epochs / plan.validate_every),
         spec.n_val,
         low,
         high,

@@ -56,6 +56,29 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 
 
 @dataclass(frozen=True)
+class FitPlan:
+    """The step plan of one learning rate (``RunConfig.plan``): global batches of ``batch``
+    examples, ``per_epoch`` = ceil(N / batch) steps per epoch, ``epochs`` and ``steps`` (caps
+    when patience may stop earlier; the last epoch may be cut short at ``steps``), validation
+    every ``validate_every`` epochs and at the last one."""
+
+    batch: int
+    per_epoch: int
+    epochs: int
+    steps: int
+    validate_every: int
+
+    def to_json(self) -> dict:
+        """The plan as a run record's "budget" states it (``validate_every`` is not recorded)."""
+        return {
+            "batch": self.batch,
+            "steps_per_epoch": self.per_epoch,
+            "epochs": self.epochs,
+            "steps": self.steps,
+        }
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A training run (or, with mode "zero-shot", an evaluation of ``init``).
 
@@ -188,7 +211,7 @@ class RunConfig:
         """Full batch at SMALL_DATA examples or fewer (the study's small-data rule)."""
         return n_train if n_train <= SMALL_DATA else min(self.batch_size, n_train)
 
-    def plan(self, n_train: int) -> dict:
+    def plan(self, n_train: int) -> FitPlan:
         """The step plan of one learning rate on ``n_train`` examples: batch, steps per epoch
         (ceil(N / batch)), epochs and steps (the cap, with patience), and how often to validate
         (at most MAX_EVALUATIONS times, and at least every patience / 4 epochs)."""
@@ -201,13 +224,9 @@ class RunConfig:
         every = max(1, math.ceil(epochs / MAX_EVALUATIONS))
         if self.patience is not None:  # validate often enough to notice a plateau in time
             every = min(every, max(1, self.patience // 4))
-        return {
-            "batch": batch,
-            "per_epoch": per_epoch,
-            "epochs": epochs,
-            "steps": steps,
-            "validate_every": every,
-        }
+        return FitPlan(
+            batch=batch, per_epoch=per_epoch, epochs=epochs, steps=steps, validate_every=every
+        )
 
     # -- validation ------------------------------------------------------------------------
     def validate(self) -> None:

@@ -1,19 +1,64 @@
 """Evaluation: a model's relative L2 error, MSE and (optionally) physics residual on one split,
-in original units (one path for validation, test and zero-shot)."""
+in original units (``evaluate_model``: validation during training), and a model's final
+metrics on a run's data (``evaluate_final``: the selected model of a training run, and the
+checkpoint as it is for zero-shot and `pdefm evaluate`, ``evaluate_checkpoint``)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from pdefm.data.dataset import PDEDataset
 from pdefm.train import distributed
-from pdefm.train.batches import SplitBatches
+from pdefm.train.batches import BatchCache, SplitBatches
+from pdefm.train.checkpoint import ChannelMap, map_channels
 from pdefm.train.metrics import mse, relative_l2
+from pdefm.train.normalise import Normaliser
+from pdefm.train.setup import InitCheckpoint
 
 EVAL_BATCH = 64
 
 
-# -- evaluation -------------------------------------------------------------------------------
+# -- a run's final metrics ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's final metrics on a run's data: the channel mapping (model channel -> data
+    channel, ``ChannelMap.describe``), the validation and test metrics (``evaluate_model``;
+    the test ones with the physics residual) and the model's total parameter count."""
+
+    channels: dict[str, str]
+    val: dict
+    test: dict
+    total_parameters: int
+
+
+def evaluate_checkpoint(
+    init: InitCheckpoint, splits: dict[str, PDEDataset], device: torch.device
+) -> Evaluation:
+    """Zero-shot: the checkpoint ``init`` as it is on the validation and test splits, its
+    channels mapped onto the data's by name and the data's family statistics added to its
+    normaliser (those of a family it was trained on are kept)."""
+    test = splits["test"]
+    cmap = map_channels(init.card.input_channels, test.input_channels, f"checkpoint {init.path}")
+    norm = init.norm.with_dataset(test.card)
+    return evaluate_final(init.model.to(device), cmap, norm, BatchCache(splits, device))
+
+
+def evaluate_final(
+    model: torch.nn.Module, cmap: ChannelMap, norm: Normaliser, batches: BatchCache
+) -> Evaluation:
+    """``model``'s final metrics on the validation and test splits of ``batches``."""
+    return Evaluation(
+        channels=cmap.describe(),
+        val=evaluate_model(model, batches("val", cmap, norm)),
+        test=evaluate_model(model, batches("test", cmap, norm), residual=True),
+        total_parameters=sum(p.numel() for p in model.parameters()),
+    )
+
+
+# -- one split ------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate_model(model, batches: SplitBatches, residual: bool = False) -> dict:
     """Mean per-sample relative L2 (the study's metric), MSE and, optionally, the physics

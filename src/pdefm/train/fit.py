@@ -1,6 +1,11 @@
 """Training one learning rate: the epoch loop (AdamW, cosine schedule, reshuffled batches,
-best-validation checkpoint, a resumable state every epoch), the step, convergence and
-divergence checks."""
+best-validation checkpoint, a resumable state every validation epoch), the step, convergence
+and divergence checks.
+
+``train_one_lr`` reads the run config once and hands the loop only what it uses: the step
+plan (``FitPlan``), the step rule (``StepRule``), the state it advances (``FitState``, saved
+with the weights) and the model, optimiser and batches (``_Training``). It returns an
+``LrResult``."""
 
 from __future__ import annotations
 
@@ -16,18 +21,15 @@ from tqdm.auto import tqdm
 from pdefm.train import distributed
 from pdefm.train.adapt import configure_mode
 from pdefm.train.batches import BatchCache, SplitBatches
-from pdefm.train.checkpoint import (
-    save_checkpoint,
-)
-from pdefm.train.config import RunConfig
+from pdefm.train.checkpoint import ChannelMap, save_checkpoint
+from pdefm.train.config import FitPlan, RunConfig
 from pdefm.train.evaluate import evaluate_model
 from pdefm.train.metrics import relative_l2
+from pdefm.train.normalise import Normaliser
 from pdefm.train.setup import build, checkpoint_card
-from pdefm.train.state import load_state, save_state
+from pdefm.train.state import STATE, FitState, load_state, save_state
 
 DIVERGENCE_FACTOR = 1e4  # loss this many times its first value counts as divergence
-
-
 CHECK_EVERY_CUDA = 25  # steps between loss checks on a GPU (each one waits for the GPU)
 
 
@@ -35,99 +37,201 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite or exploding loss."""
 
 
+@dataclass(frozen=True)
+class StepRule:
+    """How an optimiser step is taken: the ``loss`` ("mse" or "rel_l2"), the clip of the
+    gradient's global L2 norm (None: no clipping) and bf16 autocast (on CUDA only)."""
+
+    loss: str = "mse"
+    grad_clip: float | None = None
+    bf16: bool = False
+
+    @classmethod
+    def of(cls, config: RunConfig) -> StepRule:
+        return cls(config.loss, config.grad_clip, config.bf16)
+
+
+@dataclass(frozen=True)
+class LrResult:
+    """What training one learning rate found: the summary fields (the run record's "per_lr"
+    entry, ``summary_json``), the validation history, the channel map and the step plan."""
+
+    status: str
+    reason: str | None
+    best_val_rel_l2: float
+    epochs: int
+    steps: int
+    stopped_early: bool
+    converged: bool | None
+    trainable_parameters: int
+    trainable_names: int
+    history: list[dict]
+    cmap: ChannelMap
+    plan: FitPlan
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def summary_json(self) -> dict:
+        """The summary as the run record keeps it under "per_lr" (keys in this order)."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "best_val_rel_l2": self.best_val_rel_l2,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "stopped_early": self.stopped_early,
+            "converged": self.converged,
+            "trainable_parameters": self.trainable_parameters,
+            "trainable_names": self.trainable_names,
+        }
+
+
 # -- one learning rate -------------------------------------------------------------------------
 @dataclass
 class _Training:
-    """What one learning rate trains: ``model`` (evaluated, saved: never wrapped), ``net`` (the
-    network that is stepped: ``model`` itself, or in DDP and/or compiled), the optimiser, the
-    train and validation batches and the step plan (see ``RunConfig.plan``)."""
+    """What one learning rate trains and how: ``model`` (evaluated, saved: never wrapped),
+    ``net`` (the network that is stepped: ``model`` itself, or in DDP and/or compiled), the
+    optimiser, the train and validation batches, the step plan, the peak learning rate, the
+    step rule, the data order's seed and the patience (None: none)."""
 
     model: torch.nn.Module
     net: torch.nn.Module
     opt: torch.optim.Optimizer
     train_b: SplitBatches
     val_b: SplitBatches
-    plan: dict
+    plan: FitPlan
+    lr: float
+    rule: StepRule
+    seed: int
+    patience: int | None
 
 
-def train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path, init) -> dict:
+@dataclass(frozen=True)
+class _Saver:
+    """Where one learning rate writes, on rank 0 only: its best checkpoint and its state."""
+
+    lr_dir: Path
+    card: dict
+    main: bool
+
+    def best(self, t: _Training) -> None:
+        if self.main:
+            save_checkpoint(self.lr_dir / "best", t.model, self.card)
+
+    def state(self, t: _Training, state: FitState) -> None:
+        if self.main:
+            save_state(self.lr_dir / STATE, t.model, t.opt, state)
+
+
+def train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path, init) -> LrResult:
     """Train (or resume, or find finished) the model for one learning rate."""
     torch.manual_seed(config.seed)
-    splits = batches.splits
-    model, norm, cmap, base = build(config, splits["train"], init)
+    train_ds = batches.splits["train"]
+    model, norm, cmap, base = build(config, train_ds, init)
     trainable = configure_mode(model, config.mode, config.lora_rank)
+    t, state = _start(config, lr, model, batches, cmap, norm, lr_dir)
+    card = checkpoint_card(config, train_ds, norm, base, lr, init)
+    _fit_with_progress(t, state, lr_dir, card, config.progress)
+    return LrResult(
+        status=state.status,
+        reason=state.reason,
+        best_val_rel_l2=state.best,
+        epochs=state.epoch,
+        steps=state.step,
+        stopped_early=state.stopped_early,
+        converged=converged(state.history, t.plan.epochs, state.stopped_early),
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        trainable_names=len(trainable),
+        history=state.history,
+        cmap=cmap,
+        plan=t.plan,
+    )
+
+
+def _start(
+    config: RunConfig,
+    lr: float,
+    model: torch.nn.Module,
+    batches: BatchCache,
+    cmap: ChannelMap,
+    norm: Normaliser,
+    lr_dir: Path,
+) -> tuple[_Training, FitState]:
+    """The ``_Training`` of ``model`` (on the device, with AdamW on its trainable parameters)
+    and its ``FitState``: fresh, or the one saved in ``lr_dir`` (weights and optimiser then
+    restored)."""
     model.to(batches.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     train_b = batches("train", cmap, norm)
-    state_path = lr_dir / "state.safetensors"
-    info = {"epoch": 0, "step": 0, "history": [], "best": math.inf, "status": "running"}
-    if state_path.is_file():  # every rank resumes from the state rank 0 wrote
-        info = load_state(state_path, model, opt)
+    state = FitState()
+    if (lr_dir / STATE).is_file():  # every rank resumes from the state rank 0 wrote
+        state = load_state(lr_dir / STATE, model, opt)
     net = distributed.wrap(model, batches.device)  # after loading: DDP broadcasts rank 0's
     net = torch.compile(net) if config.compile else net
     plan = config.plan(len(train_b))
-    t = _Training(model, net, opt, train_b, batches("val", cmap, norm), plan)
-    card = checkpoint_card(config, splits["train"], norm, base, lr, init)
-    _fit(config, t, lr, info, lr_dir, card)
-    summary = {
-        "status": info["status"],
-        "reason": info.get("reason"),
-        "best_val_rel_l2": info["best"],
-        "epochs": info["epoch"],
-        "steps": info["step"],
-        "stopped_early": info.get("stopped_early", False),
-        "converged": converged(info["history"], plan["epochs"], info.get("stopped_early", False)),
-        "trainable_parameters": sum(p.numel() for p in params),
-        "trainable_names": len(trainable),
-    }
-    return {"summary": summary, "history": info["history"], "cmap": cmap, "plan": plan}
+    val_b = batches("val", cmap, norm)
+    rule = StepRule.of(config)
+    t = _Training(model, net, opt, train_b, val_b, plan, lr, rule, config.seed, config.patience)
+    return t, state
 
 
-def _fit(config: RunConfig, t: _Training, lr: float, info: dict, lr_dir: Path, card) -> None:
-    """Epochs until the plan is done or the loss diverges; the best model and the state are
-    saved (by rank 0) at each validation epoch."""
+def _fit_with_progress(
+    t: _Training, state: FitState, lr_dir: Path, card: dict, progress: bool
+) -> None:
+    """``_fit`` into ``lr_dir`` (written by rank 0), with a progress bar if ``progress``."""
     main = distributed.is_main()
     if main:
         lr_dir.mkdir(parents=True, exist_ok=True)
-    state_path = lr_dir / "state.safetensors"
     bar = tqdm(
-        total=t.plan["steps"],
-        initial=info["step"],
-        disable=not (config.progress and main),
-        desc=f"lr {lr:g}",
+        total=t.plan.steps,
+        initial=state.step,
+        disable=not (progress and main),
+        desc=f"lr {t.lr:g}",
         unit="step",
         leave=False,
     )
     try:
-        while info["status"] == "running" and info["epoch"] < t.plan["epochs"]:
-            if not _epoch(config, t, lr, info, bar):
-                continue  # state is saved on validation epochs; a resume replays from there
-            if info["history"][-1]["val_rel_l2"] < info["best"]:
-                info["best"] = info["history"][-1]["val_rel_l2"]
-                info["best_epoch"] = info["epoch"]
-                if main:
-                    save_checkpoint(lr_dir / "best", t.model, card)
-            if _out_of_patience(config, info):
-                info["stopped_early"] = True
-                info["status"] = "completed"
-            if info["epoch"] >= t.plan["epochs"]:
-                info["status"] = "completed"
-            if main:
-                save_state(state_path, t.model, t.opt, info)
-    except DivergedError as exc:
-        info.update(status="failed", reason=str(exc))
-        if main:
-            save_state(state_path, t.model, t.opt, info)
+        _fit(t, state, _Saver(lr_dir, card, main), bar)
     finally:
         bar.close()
 
 
-def _out_of_patience(config: RunConfig, info: dict) -> bool:
-    """Whether ``config.patience`` epochs have passed since the best validation error."""
-    if config.patience is None:
-        return False
-    return info["epoch"] - info.get("best_epoch", 0) >= config.patience
+def _fit(t: _Training, state: FitState, save: _Saver, bar) -> None:
+    """Epochs until the plan is done, patience runs out or the loss diverges; the best model
+    and the state are saved at each validation epoch (and the state when it diverged)."""
+    try:
+        while state.status == "running" and state.epoch < t.plan.epochs:
+            if not _epoch(t, state, bar):
+                continue  # state is saved on validation epochs; a resume replays from there
+            if _improved(state):
+                save.best(t)
+            _settle(state, t.plan.epochs, t.patience)
+            save.state(t, state)
+    except DivergedError as exc:
+        state.status, state.reason = "failed", str(exc)
+        save.state(t, state)
+
+
+def _improved(state: FitState) -> bool:
+    """Whether the last validation beat the best so far (then it becomes the best)."""
+    val = state.history[-1]["val_rel_l2"]
+    if val < state.best:
+        state.best, state.best_epoch = val, state.epoch
+        return True
+    return False
+
+
+def _settle(state: FitState, epochs: int, patience: int | None) -> None:
+    """Completed once ``epochs`` are done, or stopped early once ``patience`` epochs have
+    passed since the best validation error (None: no patience)."""
+    if patience is not None and state.epoch - state.best_epoch >= patience:
+        state.stopped_early = True
+        state.status = "completed"
+    if state.epoch >= epochs:
+        state.status = "completed"
 
 
 # Validation gain over the budget's second half that counts as still improving. Measured on
@@ -156,59 +260,66 @@ def converged(history: list[dict], epochs: int, stopped_early: bool = False) -> 
     return bool(min(late) >= (1 - STILL_IMPROVING) * min(early))
 
 
-def _epoch(config: RunConfig, t: _Training, lr: float, info: dict, bar) -> bool:
-    """One pass over the training examples in a fresh order; validation every
-    ``plan["validate_every"]`` epochs and at the last one. Returns whether it validated.
-
-    Every rank draws the same order and steps on its share of each global batch."""
-    plan, n = t.plan, len(t.train_b)
-    order = torch.randperm(n, generator=_epoch_generator(config.seed, info["epoch"]))
-    order = order.to(t.train_b.index_device)  # once per epoch, not once per batch
-    t.net.train()
-    losses = _Losses(1 if t.train_b.device.type == "cpu" else CHECK_EVERY_CUDA)
-    for i in range(0, n, plan["batch"]):
-        if info["step"] >= plan["steps"]:
-            break
-        for group in t.opt.param_groups:
-            group["lr"] = _cosine(lr, info["step"], plan["steps"])
-        batch = order[i : i + plan["batch"]]
-        share = distributed.shard(batch)
-        x, y, _ = t.train_b.get(share)
-        weight = len(share) * distributed.world_size() / len(batch)
-        losses.add(_step(t.net, t.opt, x, y, config, weight))
-        info["step"] += 1
-        bar.update(1)
-    losses.flush()
-    info["epoch"] += 1
-    if info["epoch"] % plan["validate_every"] and info["epoch"] < plan["epochs"]:
+def _epoch(t: _Training, state: FitState, bar) -> bool:
+    """One pass over the training examples (``_train_pass``); validation every
+    ``plan.validate_every`` epochs and at the last one. Returns whether it validated."""
+    losses = _train_pass(t, state, bar)
+    state.epoch += 1
+    if state.epoch % t.plan.validate_every and state.epoch < t.plan.epochs:
         return False
     val = evaluate_model(t.model, t.val_b)
-    info["history"].append(
+    state.history.append(
         {
-            "epoch": info["epoch"],
-            "step": info["step"],
-            "train_loss": float(np.mean(losses.values)) if losses.values else None,
+            "epoch": state.epoch,
+            "step": state.step,
+            "train_loss": float(np.mean(losses)) if losses else None,
             "val_rel_l2": val["rel_l2"],
             "lr": t.opt.param_groups[0]["lr"],
         }
     )
-    bar.set_postfix(loss=f"{info['history'][-1]['train_loss']:.3g}", val=f"{val['rel_l2']:.3g}")
+    bar.set_postfix(loss=f"{state.history[-1]['train_loss']:.3g}", val=f"{val['rel_l2']:.3g}")
     return True
 
 
-def _step(net, opt, x, y, config: RunConfig, weight: float = 1.0) -> torch.Tensor:
+def _train_pass(t: _Training, state: FitState, bar) -> list[float]:
+    """The steps of epoch ``state.epoch`` (until ``plan.steps``), on the training examples in
+    a fresh order, with the cosine learning rate; returns their global-batch losses.
+
+    Every rank draws the same order and steps on its share of each global batch."""
+    plan, n = t.plan, len(t.train_b)
+    order = torch.randperm(n, generator=_epoch_generator(t.seed, state.epoch))
+    order = order.to(t.train_b.index_device)  # once per epoch, not once per batch
+    t.net.train()
+    losses = _Losses(1 if t.train_b.device.type == "cpu" else CHECK_EVERY_CUDA)
+    for i in range(0, n, plan.batch):
+        if state.step >= plan.steps:
+            break
+        for group in t.opt.param_groups:
+            group["lr"] = _cosine(t.lr, state.step, plan.steps)
+        batch = order[i : i + plan.batch]
+        share = distributed.shard(batch)
+        x, y, _ = t.train_b.get(share)
+        weight = len(share) * distributed.world_size() / len(batch)
+        losses.add(_step(t.net, t.opt, x, y, t.rule, weight))
+        state.step += 1
+        bar.update(1)
+    losses.flush()
+    return losses.values
+
+
+def _step(net, opt, x, y, rule: StepRule, weight: float = 1.0) -> torch.Tensor:
     """One optimiser step on this rank's share (x, y) of a normalised global batch; returns
     the loss, detached, on the device (reading it would wait for the GPU).
 
     The loss is L(net(x), y) * weight, L the batch mean of the per-sample MSE or relative L2
-    (``config.loss``), with weight = share size * world size / global batch size (1 in one
+    (``rule.loss``), with weight = share size * world size / global batch size (1 in one
     process), so that DDP's mean over ranks of the gradients is the gradient of the global
-    batch's loss even when the shares differ in size. With ``config.grad_clip`` = C the
+    batch's loss even when the shares differ in size. With ``rule.grad_clip`` = C the
     gradient g of the trained parameters is scaled to g * min(1, C / ||g||_2) first."""
-    with _autocast(x.device, config.bf16):
+    with _autocast(x.device, rule.bf16):
         pred = net(x)
     if len(x):
-        if config.loss == "rel_l2":  # scale-free: ||pred - y|| / ||y|| is the same in any units
+        if rule.loss == "rel_l2":  # scale-free: ||pred - y|| / ||y|| is the same in any units
             loss = relative_l2(pred.float(), y).mean()
         else:
             loss = torch.nn.functional.mse_loss(pred.float(), y)
@@ -217,9 +328,9 @@ def _step(net, opt, x, y, config: RunConfig, weight: float = 1.0) -> torch.Tenso
         loss = pred.float().sum()  # 0: an empty share must still join DDP's all-reduce
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if config.grad_clip is not None:  # after backward: under DDP the gradients are all-reduced
+    if rule.grad_clip is not None:  # after backward: under DDP the gradients are all-reduced
         params = [p for group in opt.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, rule.grad_clip)
     opt.step()
     return loss.detach()
 

@@ -6,7 +6,8 @@ reshuffled every epoch, best-validation checkpoint), picks the learning rate wit
 validation error, reports the test error of that model, and writes the run record. Every epoch
 ends with an atomic training-state file, so running the same config again after a kill continues
 where it stopped and ends with the same metrics. A finished run is not repeated: its record is
-returned.
+returned. A zero-shot run (mode "zero-shot", also `pdefm evaluate`) trains nothing: it is the
+same checks, run folder and record around one call of ``evaluate_checkpoint``.
 
 Under ``torchrun`` the same loop trains one model data-parallel (see ``distributed``): each rank
 takes its share of every global batch, DDP averages the gradients, metrics are reduced over
@@ -29,14 +30,10 @@ import torch
 from pdefm.data.io import temp_path, write_json_atomic
 from pdefm.train import distributed
 from pdefm.train.batches import BatchCache
-from pdefm.train.checkpoint import (
-    CARD,
-    load_checkpoint,
-    map_channels,
-)
+from pdefm.train.checkpoint import CARD, load_checkpoint
 from pdefm.train.config import RunConfig
-from pdefm.train.evaluate import evaluate_model
-from pdefm.train.fit import DivergedError, train_one_lr
+from pdefm.train.evaluate import Evaluation, evaluate_checkpoint, evaluate_final
+from pdefm.train.fit import DivergedError, LrResult, train_one_lr
 from pdefm.train.record import RunRecord
 from pdefm.train.run_dir import RECORD, finished_record, new_record, run_lock
 from pdefm.train.setup import InitCheckpoint, check_fit, load_init, open_splits, resolve_device
@@ -94,22 +91,25 @@ def _configure_cuda(device: torch.device, config: RunConfig) -> None:
 
 
 def _run(config, splits, init: InitCheckpoint | None, run_dir: Path, device, record: dict) -> None:
-    batches = BatchCache(splits, device)
+    """What the run found, into ``record``: zero-shot evaluates the checkpoint as it is; any
+    other mode trains every learning rate and evaluates the selected model."""
     if config.mode == "zero-shot":
-        test = splits["test"]
-        cmap = map_channels(
-            init.card.input_channels, test.input_channels, f"checkpoint {config.init}"
-        )
-        norm = init.norm.with_dataset(test.card)
-        model = init.model.to(device)
-        _finish(record, model, cmap, norm, batches, lr=None, history=[], trainable=0)
-        return
+        final = evaluate_checkpoint(init, splits, device)
+        _finish(record, final, lr=None, history=[], trainable=0)
+    else:
+        _train_and_select(config, splits, init, run_dir, device, record)
+
+
+def _train_and_select(config, splits, init, run_dir: Path, device, record: dict) -> None:
+    """Train the learning rates (``_search_lrs``), select the best on validation, evaluate
+    its model and publish it as ``run_dir/checkpoint``; DivergedError if every rate failed."""
+    batches = BatchCache(splits, device)
     results = _search_lrs(config, batches, run_dir, init)
-    record["per_lr"] = {f"{lr:g}": r["summary"] for lr, r in sorted(results.items())}
+    record["per_lr"] = {f"{lr:g}": r.summary_json() for lr, r in sorted(results.items())}
     record["lrs_tried"] = sorted(results)
-    ok = {lr: r for lr, r in results.items() if r["summary"]["status"] == "completed"}
+    ok = {lr: r for lr, r in results.items() if r.completed}
     if not ok:
-        reasons = "; ".join(f"lr {lr:g}: {r['summary']['reason']}" for lr, r in results.items())
+        reasons = "; ".join(f"lr {lr:g}: {r.reason}" for lr, r in results.items())
         raise DivergedError(f"every learning rate failed ({reasons})")
     best_lr = _best_lr(ok)
     record["lr_at_edge"] = grid_edge(best_lr, list(results))
@@ -118,9 +118,9 @@ def _run(config, splits, init: InitCheckpoint | None, run_dir: Path, device, rec
     model, _, norm = load_checkpoint(best_dir, device)
     best = ok[best_lr]
     record["budget"] = _budget_record(config, best)
-    record["converged"] = best["summary"]["converged"]
-    trainable = best["summary"]["trainable_parameters"]
-    _finish(record, model, best["cmap"], norm, batches, best_lr, best["history"], trainable)
+    record["converged"] = best.converged
+    final = evaluate_final(model, best.cmap, norm, batches)
+    _finish(record, final, best_lr, best.history, best.trainable_parameters)
     record["checkpoint"] = str(run_dir / "checkpoint")
     if distributed.is_main():
         _publish_checkpoint(best_dir, run_dir / "checkpoint", record)
@@ -130,18 +130,20 @@ def _run(config, splits, init: InitCheckpoint | None, run_dir: Path, device, rec
 LADDER = (1.0, 3.0)  # learning rates the grid grows by: 1e-4, 3e-4, 1e-3, 3e-3, ...
 
 
-def _search_lrs(config: RunConfig, batches: BatchCache, run_dir: Path, init) -> dict:
+def _search_lrs(
+    config: RunConfig, batches: BatchCache, run_dir: Path, init
+) -> dict[float, LrResult]:
     """Train every rate of ``config.lrs``; then, up to ``config.lr_extend`` times, while the
     best rate (on validation) is the largest or smallest rate tried, train the next rate past
     that edge (``next_lr``). Every decision depends only on finished runs, so a resumed run
     makes the same ones. Returns {lr: result of ``train_one_lr``}."""
-    results: dict[float, dict] = {}
+    results: dict[float, LrResult] = {}
     grid = list(config.lrs)
     for _ in range(config.lr_extend + 1):
         for lr in grid:
             if lr not in results:
                 results[lr] = train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}", init)
-        ok = {lr: r for lr, r in results.items() if r["summary"]["status"] == "completed"}
+        ok = {lr: r for lr, r in results.items() if r.completed}
         if not ok:
             break
         best = _best_lr(ok)
@@ -157,9 +159,9 @@ def _search_lrs(config: RunConfig, batches: BatchCache, run_dir: Path, init) -> 
     return results
 
 
-def _best_lr(ok: dict) -> float:
+def _best_lr(ok: dict[float, LrResult]) -> float:
     """The rate with the lowest best validation error (ties: the smaller rate)."""
-    return min(sorted(ok), key=lambda lr: ok[lr]["summary"]["best_val_rel_l2"])
+    return min(sorted(ok), key=lambda lr: ok[lr].best_val_rel_l2)
 
 
 def grid_edge(lr: float, tried: list[float]) -> str | None:
@@ -183,34 +185,30 @@ def next_lr(lr: float, up: bool) -> float:
     return max(x for x in ladder if x <= lr / 1.5 * (1 + 1e-9))
 
 
-def _budget_record(config: RunConfig, best: dict) -> dict:
+def _budget_record(config: RunConfig, best: LrResult) -> dict:
     """The selected rate's budget: the rule, what was planned and what was run."""
-    plan, summary = best["plan"], best["summary"]
     rule = "steps" if config.steps is not None else "patience" if config.patience else "epochs"
     return {
         "rule": rule,
-        "batch": plan["batch"],
-        "steps_per_epoch": plan["per_epoch"],
-        "epochs": plan["epochs"],
-        "steps": plan["steps"],
+        **best.plan.to_json(),
         "patience": config.patience,
-        "epochs_run": summary["epochs"],
-        "steps_run": summary["steps"],
-        "stopped_early": summary["stopped_early"],
+        "epochs_run": best.epochs,
+        "steps_run": best.steps,
+        "stopped_early": best.stopped_early,
     }
 
 
-def _finish(record, model, cmap, norm, batches: BatchCache, lr, history, trainable) -> None:
-    """Final validation and test metrics of the selected model, into the record."""
+def _finish(
+    record: dict, final: Evaluation, lr: float | None, history: list[dict], trainable: int
+) -> None:
+    """The selected model's final metrics (``final``) into the record, with its learning
+    rate, validation history and trainable parameter count (None, [] and 0: zero-shot)."""
     record["selected_lr"] = lr
     record["history"] = history
-    record["channels"] = cmap.describe()
-    record["val"] = evaluate_model(model, batches("val", cmap, norm))
-    record["test"] = evaluate_model(model, batches("test", cmap, norm), residual=True)
-    record["parameters"] = {
-        "total": sum(p.numel() for p in model.parameters()),
-        "trainable": trainable,
-    }
+    record["channels"] = final.channels
+    record["val"] = final.val
+    record["test"] = final.test
+    record["parameters"] = {"total": final.total_parameters, "trainable": trainable}
 
 
 def _publish_checkpoint(best_dir: Path, target: Path, record: dict) -> None:

@@ -32,12 +32,14 @@ from pdefm.train.normalise import Normaliser
 @dataclass
 class InitCheckpoint:
     """The checkpoint a run starts from, loaded and checked once per run: its model (on the
-    CPU; every learning rate trains a copy), card, normaliser and content hash."""
+    CPU; every learning rate trains a copy), card, normaliser, content hash and its path as
+    the config gives it (for messages)."""
 
     model: torch.nn.Module
     card: CheckpointCard
     norm: Normaliser
     hash: str
+    path: str
 
 
 # -- up-front checks -------------------------------------------------------------------------------
@@ -46,7 +48,7 @@ def load_init(config: RunConfig) -> InitCheckpoint | None:
     if config.init == "scratch":
         return None
     model, card, norm = load_checkpoint(config.init)
-    return InitCheckpoint(model, card, norm, checkpoint_hash(config.init, card))
+    return InitCheckpoint(model, card, norm, checkpoint_hash(config.init, card), config.init)
 
 
 def check_fit(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | None, device) -> None:
@@ -64,7 +66,9 @@ def check_fit(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | No
         from pdefm.models.spectral import check_grid
 
         check_grid(n, n, arch["modes"])
-    if config.mode != "zero-shot":  # evaluation needs the weights, which are loaded already
+    # Still needed: zero-shot passes these checks too, but evaluating needs only the weights,
+    # loaded already; a bound on training memory would refuse evaluations that fit.
+    if config.mode != "zero-shot":
         _check_training_memory(config, arch, config.batch_for(len(train_ds)), n, device)
 
 
@@ -90,6 +94,9 @@ def _init_channels(config: RunConfig, init: InitCheckpoint, data_channels: list[
     unseen ones with --new-channels init (not for zero-shot, which changes nothing)."""
     channels = init.card.input_channels
     unseen = unseen_channels(channels, data_channels)
+    # Still needed: zero-shot passes these checks too, and evaluates the checkpoint as it is
+    # (``evaluate_checkpoint`` adds no channel); counting unseen channels as added would let
+    # --new-channels init through here, to fail only after the record is written.
     if unseen and config.new_channels == "init" and config.mode != "zero-shot":
         if init.card.has_lora:
             raise PdefmError(
@@ -123,6 +130,8 @@ def _check_training_memory(config: RunConfig, arch: dict, batch: int, n: int, de
 
 def open_splits(config: RunConfig) -> dict[str, PDEDataset]:
     train = PDEDataset(config.data, "train")
+    # Still needed: zero-shot opens its splits here too but reads no training example; taking
+    # the --n-train subset (kept in its run id) would refuse an N larger than the split.
     if config.n_train is not None and config.mode != "zero-shot":
         train = train.subset(config.n_train, seed=config.subset_seed)
     return {

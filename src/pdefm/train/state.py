@@ -1,5 +1,6 @@
 """Resumable training state in ONE safetensors file (atomic rename): model and optimiser
-tensors, the torch RNG state, and a JSON blob (epoch, step, history, best) in the metadata.
+tensors, the torch RNG state, and where training stands (``FitState``: epoch, step, history,
+best, ...) as JSON in the metadata entry "info".
 
 Nothing is pickled: the optimiser's per-parameter tensors are stored by index and its
 param-group settings as JSON, then rebuilt into the dict ``load_state_dict`` expects.
@@ -8,7 +9,9 @@ param-group settings as JSON, then rebuilt into the dict ``load_state_dict`` exp
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -18,8 +21,45 @@ from safetensors.torch import load_file, save_file
 from pdefm.data.io import temp_path
 from pdefm.errors import PdefmError
 
+STATE = "state.safetensors"  # a learning rate's state file, in its folder lr-X/
 
-def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, info: dict) -> None:
+
+@dataclass
+class FitState:
+    """Where the training of one learning rate stands; saved with the weights at each
+    validation epoch. ``epoch`` and ``step`` are those done, ``history`` holds one entry per
+    validation ({"epoch", "step", "train_loss", "val_rel_l2", "lr"}, as the run record keeps
+    it), ``best`` is the lowest validation error so far (reached at ``best_epoch``), and
+    ``status`` is "running", "completed" or "failed" (then with its ``reason``);
+    ``stopped_early``: patience ended it."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: float = math.inf
+    best_epoch: int = 0
+    status: str = "running"
+    reason: str | None = None
+    stopped_early: bool = False
+
+    def to_json(self) -> dict:
+        """Every field, the optional ones too: versions before FitState read those with
+        defaults, so they resume from this state as well."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, info: dict) -> FitState:
+        """The state from its JSON, also as pdefm wrote it before FitState: a key that is
+        missing (``best_epoch``, ``reason``, ``stopped_early`` were written only once set)
+        takes its default; keys this version does not know are ignored."""
+        if not isinstance(info, dict):
+            raise ValueError(f"training info is {type(info).__name__}, not an object")
+        return cls(**{f.name: info[f.name] for f in fields(cls) if f.name in info})
+
+
+def save_state(
+    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: FitState
+) -> None:
     """Write the training state to ``path`` atomically (a unique temp file, then renamed)."""
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     opt_state = opt.state_dict()
@@ -27,7 +67,10 @@ def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, i
         for key, value in slots.items():
             tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().contiguous().cpu()
     tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"info": json.dumps(info), "param_groups": json.dumps(opt_state["param_groups"])}
+    meta = {
+        "info": json.dumps(state.to_json()),
+        "param_groups": json.dumps(opt_state["param_groups"]),
+    }
     tmp = temp_path(path)  # unique per process and call: concurrent writers never share one
     try:
         save_file(tensors, str(tmp), metadata=meta)
@@ -36,8 +79,8 @@ def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, i
         tmp.unlink(missing_ok=True)
 
 
-def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    """Restore model, optimiser and RNG from ``path``; return the saved info dict. A file
+def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> FitState:
+    """Restore model, optimiser and RNG from ``path``; return the saved ``FitState``. A file
     that cannot be read or does not fit the model is a one-line PdefmError."""
     try:
         tensors = load_file(str(path))
@@ -52,7 +95,9 @@ def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -
         ) from None
 
 
-def _restore(tensors: dict, meta: dict, model: torch.nn.Module, opt: torch.optim.Optimizer):
+def _restore(
+    tensors: dict, meta: dict, model: torch.nn.Module, opt: torch.optim.Optimizer
+) -> FitState:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     slots: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -61,4 +106,4 @@ def _restore(tensors: dict, meta: dict, model: torch.nn.Module, opt: torch.optim
             slots.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": slots, "param_groups": json.loads(meta["param_groups"])})
     torch.set_rng_state(tensors["rng.torch"])
-    return json.loads(meta["info"])
+    return FitState.from_json(json.loads(meta["info"]))
