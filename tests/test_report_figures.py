@@ -168,7 +168,7 @@ def test_validation_curves_skip_runs_without_history(tmp_path):
     curves = build_curves(rows)
     hist = {r.run_id: history(r.n_train, r.seed) for r in rows if r.method == "finetune"}
     hist["scratch-scratch-8-0"] = []  # recorded, but empty: skipped like a missing one
-    fig = figures._validation_figure(curves, hist)
+    fig = figures.validation_figure(curves, hist)
     (ax,) = fig.axes  # only the fine-tune curve has histories
     assert (
         ax.get_title() == "Poisson, e in [5, 10]\nfine-tuned from Poisson, e in [1, 5] (fno-tiny)"
@@ -178,7 +178,7 @@ def test_validation_curves_skip_runs_without_history(tmp_path):
     assert len(ax.get_lines()) == len(SIZES) * (2 + 2 + 1)
     assert figures.has_histories(curves, hist)
     assert not figures.has_histories(curves, {"scratch-scratch-8-0": []})
-    titled = figures._validation_figure(curves, hist, titles={"poisson_5-10": "my task"})
+    titled = figures.validation_figure(curves, hist, titles={"poisson_5-10": "my task"})
     assert titled.axes[0].get_title().startswith("my task\n")
     path = figures.validation_curves(list(curves.values()), hist, tmp_path / "v.png")
     assert path.read_bytes()[:8] == PNG
@@ -198,7 +198,7 @@ def sample_dict(s: int = 3, n: int = 8, methods=("fine-tuned, N=8", "scratch, N=
 
 def test_samples_panel_layout_and_scales(tmp_path):
     samples = sample_dict()
-    fig = figures._samples_figure(samples)
+    fig = figures.samples_figure(samples)
     images = [ax for ax in fig.axes if ax.get_images()]
     assert len(images) == 3 * (2 + 2 * 2)  # rows x (input, truth, 2 predictions, 2 errors)
     top = [ax.get_title() for ax in images[:6]]
@@ -227,7 +227,7 @@ def test_samples_panel_shapes():
     with pytest.raises(PdefmError, match="scratch, N=8.*same test samples"):
         figures.sample_arrays(bad)
     with pytest.raises(PdefmError, match="no predictions"):
-        figures._samples_figure({**sample_dict(), "predictions": {}})
+        figures.samples_figure({**sample_dict(), "predictions": {}})
 
 
 def test_pick_runs_prefers_lowest_validation_then_lowest_seed():
@@ -289,7 +289,7 @@ def test_predict_samples_on_a_tiny_study(tmp_path):
     histories = read_histories(root, rows)
     assert set(histories) == {"sc4", "ft4"}  # a zero-shot run has no history
     assert [h["step"] for h in histories["ft4"]][-1] == 3
-    assert len(figures._validation_figure(build_curves(rows), histories).axes) == 2
+    assert len(figures.validation_figure(build_curves(rows), histories).axes) == 2
     # a study folder moved since: the zero-shot init is found under root/runs again
     record_path = root / "runs" / "zs" / "record.json"
     record = json.loads(record_path.read_text())

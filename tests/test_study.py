@@ -169,7 +169,7 @@ def test_killed_study_finishes_with_every_run_done_exactly_once(tmp_path):
 
 
 def test_study_results_report_and_cache(tmp_path, capsys):
-    from pdefm.cli import _fresh_report, main
+    from pdefm.cli import fresh_report, main
 
     small = TINY.replace("sizes: [4, 8, 16]", "sizes: [4, 16]").replace(
         "seeds: [0, 1]", "seeds: [0]"
@@ -183,13 +183,13 @@ def test_study_results_report_and_cache(tmp_path, capsys):
     assert main(["results", str(root), "--csv", str(tmp_path / "r.csv")]) == 0
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0].startswith("run_id,kind,status") and len(lines) == 1 + 1 + 2 * 2 + 1
-    assert _fresh_report(root) is None
+    assert fresh_report(root) is None
     assert main(["report", str(root)]) == 0
     out = capsys.readouterr().out
     assert "fine-tuning reached" in out or "scratch" in out
     html = (root / "report" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2
-    assert _fresh_report(root) == (root / "report" / "headline.txt").read_text().strip()
+    assert fresh_report(root) == (root / "report" / "headline.txt").read_text().strip()
 
 
 @pytest.mark.parametrize(

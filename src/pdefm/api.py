@@ -28,7 +28,7 @@ from pdefm.checks import check_int, contained_path
 from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
 from pdefm.train.checkpoint import CARD, CONFIG, WEIGHTS, load_checkpoint, write_weights
-from pdefm.train.checkpoint_card import CheckpointCard, config_of
+from pdefm.train.checkpoint_card import CheckpointCard
 from pdefm.train.config import DEFAULT_EPOCHS, DEFAULT_LRS, RunConfig
 from pdefm.train.normalise import Normaliser
 from pdefm.train.record import RunRecord
@@ -75,8 +75,9 @@ class Model:
             "arch": self.network.arch,
             "normalisation": self.norm.to_dict(),
         }
+        config = dataclasses.replace(self.card, data=card).config_json()
         write_weights(root / WEIGHTS, self.network)
-        write_json_atomic(root / CONFIG, config_of(card))  # last: the directory is complete
+        write_json_atomic(root / CONFIG, config)  # last: the directory is complete
         return root
 
     # -- description --------------------------------------------------------------------------

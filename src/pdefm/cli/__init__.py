@@ -14,18 +14,18 @@ import sys
 from collections.abc import Sequence
 
 from pdefm import __version__
-from pdefm.cli.data import _add_generate, _add_import, _add_inspect, _add_mix
+from pdefm.cli.data import add_generate, add_import, add_inspect, add_mix
 from pdefm.cli.study import (
-    _add_demo,
-    _add_report,
-    _add_results,
-    _add_study,
-    _fresh_report,
+    add_demo,
+    add_report,
+    add_results,
+    add_study,
+    fresh_report,
 )
-from pdefm.cli.train import _add_evaluate, _add_train
+from pdefm.cli.train import add_evaluate, add_train
 from pdefm.errors import PdefmError
 
-__all__ = ["_fresh_report", "build_parser", "main"]
+__all__ = ["fresh_report", "build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,16 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pdefm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_generate(sub)
-    _add_inspect(sub)
-    _add_import(sub)
-    _add_mix(sub)
-    _add_train(sub)
-    _add_evaluate(sub)
-    _add_study(sub)
-    _add_results(sub)
-    _add_report(sub)
-    _add_demo(sub)
+    add_generate(sub)
+    add_inspect(sub)
+    add_import(sub)
+    add_mix(sub)
+    add_train(sub)
+    add_evaluate(sub)
+    add_study(sub)
+    add_results(sub)
+    add_report(sub)
+    add_demo(sub)
     _add_threads(sub)
     return parser
 

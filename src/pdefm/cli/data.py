@@ -36,7 +36,7 @@ An interrupted run resumes where it stopped when the same command is run again.
 """
 
 
-def _add_generate(sub) -> None:
+def add_generate(sub) -> None:
     p = sub.add_parser(
         "generate",
         help="generate a dataset of one PDE family (train/val/test HDF5 + card)",
@@ -89,7 +89,7 @@ def _add_generate(sub) -> None:
     p.set_defaults(run=_run_generate)
 
 
-def _add_inspect(sub) -> None:
+def add_inspect(sub) -> None:
     p = sub.add_parser(
         "inspect",
         help="summarise a dataset and plot examples and parameter histograms",
@@ -134,7 +134,7 @@ See docs/own-data.md.
 """
 
 
-def _add_import(sub) -> None:
+def add_import(sub) -> None:
     p = sub.add_parser(
         "import",
         help="import your own data (NPZ or HDF5 arrays) as a pdefm dataset",
@@ -171,7 +171,7 @@ example (the study's mixed pre-training set, SYS-4):
 """
 
 
-def _add_mix(sub) -> None:
+def add_mix(sub) -> None:
     p = sub.add_parser(
         "mix",
         help="mix datasets of several families into one (mixed-physics pre-training)",

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports its commands' modules lazily, to start fast
+    from pdefm.study.row import ResultRow
 
 
-def _add_study(sub) -> None:
+def add_study(sub) -> None:
     p = sub.add_parser(
         "study",
         help="plan, run or check a scaling/transfer study (YAML)",
@@ -83,7 +87,7 @@ def _add_ray_options(run) -> None:
     )
 
 
-def _add_results(sub) -> None:
+def add_results(sub) -> None:
     p = sub.add_parser(
         "results",
         help="a study's run records as one table",
@@ -95,7 +99,7 @@ def _add_results(sub) -> None:
     p.set_defaults(run=_run_results)
 
 
-def _add_report(sub) -> None:
+def add_report(sub) -> None:
     p = sub.add_parser(
         "report",
         help="write a study's report (html, markdown, figures, csv)",
@@ -107,7 +111,7 @@ def _add_report(sub) -> None:
     p.set_defaults(run=_run_report)
 
 
-def _add_demo(sub) -> None:
+def add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="run the embedded demo study end to end on CPU",
@@ -175,7 +179,7 @@ def _run_study_status(args: argparse.Namespace) -> int:
     rows = load_results(args.directory)
     counts: dict[str, int] = {}
     for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+        counts[row.status] = counts.get(row.status, 0) + 1
     print(
         f"{args.directory}: {len(rows)} training/evaluation runs: "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
@@ -191,12 +195,12 @@ def _run_results(args: argparse.Namespace) -> int:
         check_output_file(args.csv, "--csv")
     rows = load_results(args.directory)
     for row in rows:
-        err = row["test_rel_l2"]
+        err = row.test_rel_l2
         err = f"{err:.4g}" if isinstance(err, (int, float)) else "-"
         print(
-            f"{row['status']:9s} {row['task'] or '':14s} {row['method'] or '':9s} "
-            f"{row['model'] or '':9s} n={row['n_train']!s:5s} seed={row['seed']} "
-            f"lr={row['lr']!s:7s} test rel L2 {err}"
+            f"{row.status:9s} {row.task or '':14s} {row.method or '':9s} "
+            f"{row.model or '':9s} n={row.n_train!s:5s} seed={row.seed} "
+            f"lr={row.lr!s:7s} test rel L2 {err}"
         )
     if args.csv:
         print(f"wrote {write_csv(rows, args.csv)}")
@@ -213,7 +217,10 @@ def _run_report(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.directory) / "report"
     rows = load_results(args.directory)
-    setup = {**study_setup(args.directory), "command": getattr(args, "command_line", None)}
+    setup = {
+        **study_setup(args.directory).to_json(),
+        "command": getattr(args, "command_line", None),
+    }
     check_output_dir(out, "the report folder (--out)")
     paths = write_report(
         rows,
@@ -230,12 +237,12 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _samples(root: str, rows: list[dict]) -> dict | None:
+def _samples(root: str, rows: list[ResultRow]) -> dict | None:
     """Test predictions of the first task that has fine-tune runs (else the first task)."""
     from pdefm.report.samples import predict_samples
 
-    tasks = [r["task"] for r in rows if r["kind"] == "downstream" and r["status"] == "completed"]
-    tuned = [r["task"] for r in rows if r.get("method") == "finetune" and r["task"] in tasks]
+    tasks = [r.task for r in rows if r.kind == "downstream" and r.status == "completed"]
+    tuned = [r.task for r in rows if r.method == "finetune" and r.task in tasks]
     task = min(tuned or tasks, default=None)
     return None if task is None else predict_samples(root, rows, task)
 
@@ -254,7 +261,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             command=args.command_line,
         )
-    cached = _fresh_report(root)
+    cached = fresh_report(root)
     if cached is not None:
         print(cached)
         print(f"report: {root / 'report' / 'report.html'} (cached; delete it to rebuild)")
@@ -273,7 +280,7 @@ def _demo_workers(workers: int | None) -> int:
     return max(1, min(4, usable_cores()))
 
 
-def _fresh_report(root) -> str | None:
+def fresh_report(root) -> str | None:
     """The headline of ``root``'s report if it is newer than every run record."""
     headline, html = root / "report" / "headline.txt", root / "report" / "report.html"
     if not (headline.is_file() and html.is_file()):

@@ -32,7 +32,7 @@ pdefm.load_model).
 """
 
 
-def _add_train(sub) -> None:
+def add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="pre-train, fine-tune or train from scratch (one loop, several lrs)",
@@ -78,7 +78,7 @@ def _add_train(sub) -> None:
     p.set_defaults(run=_run_train)
 
 
-def _add_evaluate(sub) -> None:
+def add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="evaluate a checkpoint on a dataset (any resolution)",
@@ -131,6 +131,8 @@ def _data_arg(args: argparse.Namespace) -> str:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    """A zero-shot run (as `pdefm train --mode zero-shot`): the same up-front checks, run id,
+    folder and record as training, around ``evaluate_checkpoint`` (pdefm.train.evaluate)."""
     from pdefm.train.config import RunConfig
 
     config = RunConfig(

@@ -25,7 +25,7 @@ from pdefm.data.probe import (
     probe_resolution,
 )
 from pdefm.data.spec import SPLITS, GenerationSpec
-from pdefm.data.unsampleable import _exhausted_message, _resolve_unsampleable
+from pdefm.data.unsampleable import exhausted_message, resolve_unsampleable
 from pdefm.data.writer import BlockHook, SplitLayout
 from pdefm.errors import PdefmError
 
@@ -55,12 +55,12 @@ def generate_dataset(
     if not (out / cards.CARD_NAME).is_file():
         written = sum(f.stat().st_size for f in out.glob("*.h5*")) if out.is_dir() else 0
         spec.check_resources(out, written)
-    spec, probes, warnings = _resolve_unsampleable(spec, drop_unsampleable)
+    spec, probes, warnings = resolve_unsampleable(spec, drop_unsampleable)
     source = GeneratedSource(spec, probes, warnings)
     try:
         return writer.write_dataset(source, out, progress=progress, on_block=on_block)
     except UnsampleableError as exc:  # found late; the writer removed what this call made
-        raise PdefmError(_exhausted_message(spec, exc, probes)) from None
+        raise PdefmError(exhausted_message(spec, exc, probes)) from None
 
 
 @dataclass

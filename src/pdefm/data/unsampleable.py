@@ -17,7 +17,7 @@ from pdefm.errors import PdefmError
 
 
 # -- parameter values that cannot be sampled within the redraw budget -----------------------
-def _resolve_unsampleable(
+def resolve_unsampleable(
     spec: GenerationSpec, drop: bool
 ) -> tuple[GenerationSpec, dict[float, ValueProbe], list]:
     """Probe discrete parameter laws; refuse values whose measured acceptance is too low for
@@ -83,7 +83,7 @@ def _unsampleable_message(
     )
 
 
-def _exhausted_message(spec: GenerationSpec, exc: UnsampleableError, probes: dict) -> str:
+def exhausted_message(spec: GenerationSpec, exc: UnsampleableError, probes: dict) -> str:
     name = spec.pde().parameter.name
     measured = [v for v in exc.values if v in probes]
     return (

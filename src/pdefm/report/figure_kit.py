@@ -52,7 +52,7 @@ VALIDATION_CAPTION = (
 
 
 # -- layout --------------------------------------------------------------------------------
-def _grid(n_panels: int, width: float = 4.2, height: float = 3.3, ncols: int = 3):
+def panel_grid(n_panels: int, width: float = 4.2, height: float = 3.3, ncols: int = 3):
     """A figure with n panels on a grid of at most ``ncols`` columns; returns (fig, axes)."""
     ncols = max(1, min(ncols, n_panels))
     nrows = math.ceil(n_panels / ncols)
@@ -63,7 +63,7 @@ def _grid(n_panels: int, width: float = 4.2, height: float = 3.3, ncols: int = 3
     return fig, axes[:n_panels]
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as a 256-colour PNG and return the path. The palette keeps figures
     small (a third to a quarter of the RGBA size) for reports kept in a repository; line
     plots and colour maps of 256 levels lose nothing visible."""
@@ -78,7 +78,7 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _figure_legend(fig: Figure, axes, title: str | None = None, ncols: int = 2) -> None:
+def figure_legend(fig: Figure, axes, title: str | None = None, ncols: int = 2) -> None:
     """One legend below all panels (labels deduplicated), so no panel's data is covered;
     ``title`` explains what lines and bands are."""
     seen: dict[str, object] = {}
@@ -97,12 +97,12 @@ def _figure_legend(fig: Figure, axes, title: str | None = None, ncols: int = 2) 
         )
 
 
-def _colours(labels: list[str]) -> dict[str, str]:
+def label_colours(labels: list[str]) -> dict[str, str]:
     """A stable colour per label (tab10 cycled), shared by every panel of a figure."""
     return {lab: f"C{i % 10}" for i, lab in enumerate(dict.fromkeys(labels))}
 
 
-def _n_colours(sizes: list[int]) -> dict[int, tuple]:
+def size_colours(sizes: list[int]) -> dict[int, tuple]:
     """A colour per N from a sequential map (dark: few examples, light: many), the yellow end
     left out so that the lightest line is still visible on white."""
     cmap = colormaps["viridis"]
@@ -111,7 +111,7 @@ def _n_colours(sizes: list[int]) -> dict[int, tuple]:
 
 
 # -- words ---------------------------------------------------------------------------------
-def _first_row(curve: Curve) -> ResultRow | None:
+def first_row(curve: Curve) -> ResultRow | None:
     """A row of the curve (they share task and init), or None for a curve built by hand."""
     return curve.rows[0] if curve.rows else None
 
@@ -120,7 +120,7 @@ def curve_labels(curves: Iterable[Curve], with_model: bool = True) -> dict[Curve
     """Legend text per curve key (:func:`~pdefm.report.names.method_label`). Two different
     inits with the same pre-training data would read alike: their stage names are appended."""
     curves = list(curves)
-    labels = {c.key: method_label(c.key, _first_row(c), with_model) for c in curves}
+    labels = {c.key: method_label(c.key, first_row(c), with_model) for c in curves}
     # distinct (method, init, mode[, model]) sharing a text; the same one across tasks is fine
     ident = {k: (k.method, k.init, k.mode, k.model if with_model else "") for k in labels}
     owners: dict[str, set] = defaultdict(set)
@@ -154,7 +154,7 @@ def seeds_note(curves: Iterable[Curve]) -> str:
     return note + (" (one seed: no band)" if counts[0] == 1 else "")
 
 
-def _all_curves(tasks: dict[str, list[Curve]]) -> list[Curve]:
+def all_curves(tasks: dict[str, list[Curve]]) -> list[Curve]:
     return [c for cs in tasks.values() for c in cs]
 
 
@@ -162,7 +162,7 @@ def error_vs_n_caption(tasks: dict[str, list[Curve]]) -> str:
     """Caption of :func:`error_vs_n` for these curves (seed counts from the data)."""
     return (
         "Test rel. L2 against the number of downstream training examples N (log-log), one "
-        f"panel per task; {LINE_STYLES_TEXT}. {_sentence(seeds_note(_all_curves(tasks)))}"
+        f"panel per task; {LINE_STYLES_TEXT}. {_sentence(seeds_note(all_curves(tasks)))}"
     )
 
 
@@ -239,7 +239,7 @@ def _set_ticks(axis, ticks: list[float], labels: list[str]) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _plain_log_axis(ax, which: str = "y") -> None:
+def plain_log_axis(ax, which: str = "y") -> None:
     """Plain decimal ticks (0.01, 0.03, 0.1) on a log axis. Call it after drawing: it freezes
     the limits the data gave (widened to a tick just outside them)."""
     axis = ax.yaxis if which == "y" else ax.xaxis
@@ -250,13 +250,13 @@ def _plain_log_axis(ax, which: str = "y") -> None:
     set_(min([lo, *ticks]), max([hi, *ticks]))
 
 
-def _count_axis(axis, values: Iterable[float], text=None) -> None:
+def count_axis(axis, values: Iterable[float], text=None) -> None:
     """Ticks at exactly the counts that were run (N, parameters), labelled as integers."""
     ticks = sorted({int(v) for v in values if v > 0})
     _set_ticks(axis, ticks, [(text or str)(t) for t in ticks])
 
 
-def _params_text(p: int) -> str:
+def params_text(p: int) -> str:
     """A parameter count in short: 9000 -> "9k", 1_030_000 -> "1.03M"."""
     if p >= 1e6:
         return f"{p / 1e6:.3g}M"

@@ -27,22 +27,22 @@ from pdefm.report.figure_kit import (  # noqa: F401 (re-exported)
     MAX_SAMPLES,
     STYLE,
     VALIDATION_CAPTION,
-    _all_curves,
-    _colours,
-    _count_axis,
-    _figure_legend,
-    _first_row,
-    _grid,
-    _n_colours,
-    _params_text,
-    _plain_log_axis,
-    _save,
+    all_curves,
+    count_axis,
     curve_labels,
     error_vs_n_caption,
+    figure_legend,
+    first_row,
+    label_colours,
     log_ticks,
     mixed_caption,
+    panel_grid,
+    params_text,
+    plain_log_axis,
     samples_caption,
+    save_figure,
     seeds_note,
+    size_colours,
     task_titles,
 )
 from pdefm.report.mixed import ROLES, Comparison
@@ -54,13 +54,13 @@ from pdefm.report.names import (
     task_title,
 )
 from pdefm.report.run_figures import (  # noqa: F401 (re-exported)
-    _samples_figure,
-    _validation_figure,
     has_histories,
     sample_arrays,
+    samples_figure,
     samples_panel,
     seed_order,
     validation_curves,
+    validation_figure,
 )
 from pdefm.report.table import Curve, CurveKey
 from pdefm.study.row import ResultRow
@@ -72,7 +72,7 @@ def _draw_curve(
 ) -> None:
     """Mean line plus min-max band; zero-shot (N = 0) as a horizontal line (and band) across
     ``x_span``. The legend text is ``label``, by default the curve's method in words."""
-    label = label or method_label(curve.key, _first_row(curve))
+    label = label or method_label(curve.key, first_row(curve))
     if curve.key.method == "zero-shot":
         errs = [e for es in curve.errors.values() for e in es]
         ax.hlines(float(np.mean(errs)), *x_span, colors=colour, linestyles=":", label=label)
@@ -95,30 +95,30 @@ def _error_vs_n_axes(ax, sizes: list[int], title: str) -> None:
     ax.set(xscale="log", yscale="log", xlabel="downstream training examples N")
     ax.set_ylabel("test rel. L2")
     ax.set_title(title, fontsize=9)
-    _count_axis(ax.xaxis, sizes)
-    _plain_log_axis(ax, "y")
+    count_axis(ax.xaxis, sizes)
+    plain_log_axis(ax, "y")
     ax.tick_params(labelsize=7)
 
 
 def _error_vs_n_figure(tasks: dict[str, list[Curve]]) -> Figure:
     """The Figure of :func:`error_vs_n`."""
-    labels = curve_labels(_all_curves(tasks))
-    colours = _colours(list(labels.values()))
+    labels = curve_labels(all_curves(tasks))
+    colours = label_colours(list(labels.values()))
     titles = task_titles(tasks)
-    fig, axes = _grid(len(tasks))
+    fig, axes = panel_grid(len(tasks))
     for ax, (task, curves) in zip(axes, tasks.items(), strict=True):
         sizes = _sizes(curves)
         for c in curves:
             _draw_curve(ax, c, colours[labels[c.key]], (min(sizes), max(sizes)), labels[c.key])
         _error_vs_n_axes(ax, sizes, titles[task])
-    _figure_legend(fig, axes, seeds_note(_all_curves(tasks)))
+    figure_legend(fig, axes, seeds_note(all_curves(tasks)))
     return fig
 
 
 def error_vs_n(tasks: dict[str, list[Curve]], path: Path) -> Path:
     """Figure 1: test rel L2 vs downstream examples N (log-log), one panel per task (curves
     grouped by task name, as ``table.by_task`` gives). Caption: :func:`error_vs_n_caption`."""
-    return _save(_error_vs_n_figure(tasks), path)
+    return save_figure(_error_vs_n_figure(tasks), path)
 
 
 def _comparison_title(comp: Comparison) -> str:
@@ -129,15 +129,15 @@ def _comparison_title(comp: Comparison) -> str:
     single = "no single-family stage"
     if comp.single_init is not None:
         single_curve = comp.single or comp.zs_single
-        srow = _first_row(single_curve) if single_curve is not None else None
+        srow = first_row(single_curve) if single_curve is not None else None
         single = pretraining_title(comp.single_init, srow)
     return f"{title}\nmixed stage {comp.mixed_init} vs {single} · {comp.model}"
 
 
 def _mixed_figure(comparisons: list[Comparison]) -> Figure:
     """The Figure of :func:`mixed_figure`."""
-    colours = _colours(list(ROLES))
-    fig, axes = _grid(len(comparisons))
+    colours = label_colours(list(ROLES))
+    fig, axes = panel_grid(len(comparisons))
     for ax, comp in zip(axes, comparisons, strict=True):
         curves = comp.curves()
         sizes = _sizes(c for _, c in curves)
@@ -147,7 +147,7 @@ def _mixed_figure(comparisons: list[Comparison]) -> Figure:
         _error_vs_n_axes(ax, sizes, _comparison_title(comp))
         ax.title.set_fontsize(8)
     curves = [c for comp in comparisons for _, c in comp.curves()]
-    _figure_legend(fig, axes, seeds_note(curves))
+    figure_legend(fig, axes, seeds_note(curves))
     return fig
 
 
@@ -155,7 +155,7 @@ def mixed_figure(comparisons: list[Comparison], path: Path) -> Path:
     """Mixed vs single-family pre-training: test rel L2 vs N (log-log), one panel per
     comparison (task); one colour per role, shared by its fine-tune line and zero-shot line.
     Caption: :func:`mixed_caption`."""
-    return _save(_mixed_figure(comparisons), path)
+    return save_figure(_mixed_figure(comparisons), path)
 
 
 # -- savings -------------------------------------------------------------------------------
@@ -166,8 +166,8 @@ def _savings_figure(savings: list[tuple[Curve, Curve, list[dict]]]) -> Figure:
     for ft, _, res in savings:
         tasks[ft.key.task].append((labels[ft.key], res))
     titles = task_titles({t: [ft for ft, _, _ in savings if ft.key.task == t] for t in tasks})
-    colours = _colours(list(labels.values()))
-    fig, axes = _grid(len(tasks))
+    colours = label_colours(list(labels.values()))
+    fig, axes = panel_grid(len(tasks))
     for ax, (task, items) in zip(axes, sorted(tasks.items()), strict=True):
         for label, res in items:
             _draw_savings(ax, res, colours[label], label)
@@ -175,16 +175,16 @@ def _savings_figure(savings: list[tuple[Curve, Curve, list[dict]]]) -> Figure:
         ax.set(xscale="log", yscale="log", xlabel="target test rel. L2")
         ax.set_title(titles[task], fontsize=9)
         ax.set_ylabel("savings: N scratch / N fine-tuned")
-        _plain_log_axis(ax, "x")
-        _plain_log_axis(ax, "y")
+        plain_log_axis(ax, "x")
+        plain_log_axis(ax, "y")
         ax.tick_params(labelsize=7)
-    _figure_legend(fig, axes, "dots: exact; triangles up / down: lower / upper bounds")
+    figure_legend(fig, axes, "dots: exact; triangles up / down: lower / upper bounds")
     return fig
 
 
 def savings_figure(savings: list[tuple[Curve, Curve, list[dict]]], path: Path) -> Path:
     """Figure 2: savings factor vs target error per task; bounds as triangles (^ '>', v '<')."""
-    return _save(_savings_figure(savings), path)
+    return save_figure(_savings_figure(savings), path)
 
 
 def _draw_savings(ax, res: list[dict], colour: str, label: str) -> None:
@@ -203,9 +203,9 @@ def _draw_savings(ax, res: list[dict], colour: str, label: str) -> None:
 def _model_size_figure(tasks: dict[str, list[Curve]]) -> Figure:
     """The Figure of :func:`model_size`."""
     panels = [(t, n) for t, cs in tasks.items() for n in sorted({n for c in cs for n in c.errors})]
-    fig, axes = _grid(len(panels), width=3.2, height=2.6, ncols=4)
-    labels = curve_labels(_all_curves(tasks), with_model=False)
-    colours = _colours(list(labels.values()))
+    fig, axes = panel_grid(len(panels), width=3.2, height=2.6, ncols=4)
+    labels = curve_labels(all_curves(tasks), with_model=False)
+    colours = label_colours(list(labels.values()))
     titles = task_titles(tasks)
     for ax, (task, n) in zip(axes, panels, strict=True):
         _draw_size_panel(ax, tasks[task], n, labels, colours)
@@ -213,17 +213,17 @@ def _model_size_figure(tasks: dict[str, list[Curve]]) -> Figure:
         size = "zero-shot (N = 0)" if n == 0 else f"N = {n}"
         ax.set_title(f"{titles[task]}, {size}", fontsize=8)
         params = [c.params for c in tasks[task] if n in c.errors]
-        _count_axis(ax.xaxis, params, _params_text)
-        _plain_log_axis(ax, "y")
+        count_axis(ax.xaxis, params, params_text)
+        plain_log_axis(ax, "y")
         ax.tick_params(labelsize=6)
     axes[0].set_ylabel("test rel. L2")
-    _figure_legend(fig, axes, "mean test rel. L2 over seeds; one point per model preset")
+    figure_legend(fig, axes, "mean test rel. L2 over seeds; one point per model preset")
     return fig
 
 
 def model_size(tasks: dict[str, list[Curve]], path: Path) -> Path:
     """Figure 4: test error vs parameter count (log x), one panel per (task, N present)."""
-    return _save(_model_size_figure(tasks), path)
+    return save_figure(_model_size_figure(tasks), path)
 
 
 def _draw_size_panel(
@@ -259,8 +259,8 @@ def shift_points(rows: list[ResultRow]) -> dict[str, dict[int, dict[float, list[
 
 def _shift_figure(points: dict) -> Figure:
     """The Figure of :func:`shift_figure`."""
-    colours = _n_colours(sorted({n for by_n in points.values() for n in by_n}))
-    fig, axes = _grid(len(points))
+    colours = size_colours(sorted({n for by_n in points.values() for n in by_n}))
+    fig, axes = panel_grid(len(points))
     for ax, (panel, by_n) in zip(axes, sorted(points.items()), strict=True):
         for n, by_shift in sorted(by_n.items()):
             xs = sorted(by_shift)
@@ -269,15 +269,15 @@ def _shift_figure(points: dict) -> Figure:
         ax.set(yscale="log", xlabel="shift (pre-training widths)")
         ax.set_title(f"fine-tuned: {panel}", fontsize=9)
         ax.set_ylabel("test rel. L2 (mean over seeds)")
-        _plain_log_axis(ax, "y")
+        plain_log_axis(ax, "y")
         ax.tick_params(labelsize=7)
-    _figure_legend(fig, axes, "downstream training examples", ncols=min(8, len(colours)))
+    figure_legend(fig, axes, "downstream training examples", ncols=min(8, len(colours)))
     return fig
 
 
 def shift_figure(points: dict, path: Path) -> Path:
     """Figure 5: mean test error vs OOD shift, one line per N, one panel per family/model/mode."""
-    return _save(_shift_figure(points), path)
+    return save_figure(_shift_figure(points), path)
 
 
 # -- parameter histograms ------------------------------------------------------------------
@@ -304,7 +304,7 @@ def _histograms_figure(datasets: dict[str, dict]) -> Figure:
     families: dict[str, list] = defaultdict(list)
     for name, d in sorted(ranged(datasets).items()):
         families[d["family"]].append((name, d))
-    fig, axes = _grid(len(families), width=5.5, ncols=2)
+    fig, axes = panel_grid(len(families), width=5.5, ncols=2)
     for ax, (family, items) in zip(axes, sorted(families.items()), strict=True):
         for i, (name, d) in enumerate(items):
             _draw_hist(ax, name, d, f"C{i % 10}")
@@ -319,7 +319,7 @@ def histograms(datasets: dict[str, dict], path: Path) -> Path:
     """Figure 6: realised parameter histograms, one axis per family; pre-training solid,
     downstream hatched, declared ranges as spans below the axis so the shift is visible.
     Datasets without a declared range (mixtures) are left out."""
-    return _save(_histograms_figure(datasets), path)
+    return save_figure(_histograms_figure(datasets), path)
 
 
 def _draw_hist(ax, name: str, d: dict, colour: str) -> None:

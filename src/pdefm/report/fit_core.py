@@ -127,7 +127,7 @@ def best_alpha(s: Sizes, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.n
     return alpha, (s.n * w * w).sum(axis=-1)
 
 
-def _grid(s: Sizes, b_axis: np.ndarray, c_axis: np.ndarray):
+def model_grid(s: Sizes, b_axis: np.ndarray, c_axis: np.ndarray):
     """S with log a profiled out on the grid b_axis x c_axis: (S, alpha, curvature)."""
     bb, cc = np.meshgrid(b_axis, c_axis, indexing="ij")
     alpha, curv = best_alpha(s, bb, cc)
@@ -135,7 +135,7 @@ def _grid(s: Sizes, b_axis: np.ndarray, c_axis: np.ndarray):
     return np.where(np.isfinite(values), values, np.inf), alpha, curv
 
 
-def _jacobian(s: Sizes, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def jacobian(s: Sizes, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Residuals ybar - log m and the Jacobian of log m in (alpha, b, c), at every size."""
     big_a = np.exp(theta[0] - theta[1] * s.x)
     m = big_a + theta[2]
@@ -160,7 +160,7 @@ def polish(s: Sizes, theta: np.ndarray, lower: np.ndarray, upper: np.ndarray, it
     best = float(sse(s, *theta))
     lam = 1e-3
     for _ in range(iters):
-        r, jac = _jacobian(s, theta)
+        r, jac = jacobian(s, theta)
         h = jac.T @ (s.n[:, None] * jac)
         g = jac.T @ (s.n * r)  # S falls along +g
         free = ~(((theta <= lower) & (g <= 0)) | ((theta >= upper) & (g >= 0)))
@@ -201,12 +201,12 @@ def fit_sizes(s: Sizes) -> np.ndarray:
         return np.array([s.y[0] - slope * s.x[0], -slope, 0.0])
     b_axis = np.linspace(0.0, B_MAX, COARSE)
     c_axis = np.linspace(0.0, s.c_max, COARSE)
-    values, alpha, _ = _grid(s, b_axis, c_axis)
+    values, alpha, _ = model_grid(s, b_axis, c_axis)
     i, j = np.unravel_index(int(np.argmin(values)), values.shape)
     return polish(s, np.array([alpha[i, j], b_axis[i], c_axis[j]]), *bounds((0.0, s.c_max)))
 
 
-def _as_abc(theta: np.ndarray) -> np.ndarray:
+def as_abc(theta: np.ndarray) -> np.ndarray:
     """(alpha, b, c) rows to (a, b, c) rows."""
     out = np.array(theta, dtype=float, ndmin=2)
     out[:, 0] = np.exp(out[:, 0])

@@ -10,10 +10,10 @@ from pdefm.report.fit_core import (
     B_MAX,
     FINE,
     Sizes,
-    _as_abc,
-    _grid,
-    _jacobian,
+    as_abc,
     bounds,
+    jacobian,
+    model_grid,
     polish,
     sse,
     t_quantile,
@@ -79,7 +79,7 @@ def _around(center: float, half: float, limits: tuple[float, float]) -> tuple[fl
 def _quadratic_halves(s: Sizes, theta: np.ndarray, thr: float) -> np.ndarray:
     """Half-widths in (b, c) of {S <= thr} for the quadratic S ~ S_min + d'(J'NJ)d, times 1.5;
     (0.1, c_max / 20) where J'NJ is singular."""
-    _, jac = _jacobian(s, theta)
+    _, jac = jacobian(s, theta)
     gap = thr - float(sse(s, *theta))
     with np.errstate(all="ignore"):
         try:
@@ -101,7 +101,7 @@ def _region_grid(s: Sizes, theta: np.ndarray, thr: float):
     b_box, c_box = _around(theta[1], half[0], b_bounds), _around(theta[2], half[1], c_bounds)
     for _ in range(16):
         b_axis, c_axis = np.linspace(*b_box, FINE), np.linspace(*c_box, FINE)
-        values, alpha, curv = _grid(s, b_axis, c_axis)
+        values, alpha, curv = model_grid(s, b_axis, c_axis)
         ib, ic = np.nonzero(values <= thr)
         if ib.size == 0:  # the region falls between grid points: zoom onto the fit
             b_box = _around(theta[1], (b_box[1] - b_box[0]) / 8, b_bounds)
@@ -151,7 +151,7 @@ def _profile_end_alpha(s: Sizes, start: np.ndarray, fit: np.ndarray, thr: float,
     tol = 1e-6 * (thr - float(sse(s, *fit)))
     for _ in range(8):
         theta = polish(s, theta, *bounds(s.c_free, theta[0]), iters=30)
-        r, jac = _jacobian(s, theta)
+        r, jac = jacobian(s, theta)
         gap = float(sse(s, *theta)) - thr
         if abs(gap) <= tol:
             return float(theta[0])
@@ -195,7 +195,7 @@ def profile_intervals(s: Sizes, fit: np.ndarray, thr: float) -> dict[str, tuple[
     grid = _region_grid(s, fit, thr)
     b_axis, c_axis, values = grid[:3]
     if not (values <= thr).any():
-        return {k: (float(v), float(v)) for k, v in zip("abc", _as_abc(fit)[0], strict=True)}
+        return {k: (float(v), float(v)) for k, v in zip("abc", as_abc(fit)[0], strict=True)}
     lo, hi = _alpha_interval(s, fit, thr, grid)
     return {
         "a": (float(np.exp(lo)), float(np.exp(hi))),
@@ -220,5 +220,5 @@ def confidence_intervals(
     ci["c"] = (min(max(lo, 0.0), s.c_max), min(max(hi, 0.0), s.c_max))
     return {
         k: (min(ci[k][0], v), max(ci[k][1], v))
-        for k, v in zip("abc", _as_abc(theta)[0], strict=True)
+        for k, v in zip("abc", as_abc(theta)[0], strict=True)
     }

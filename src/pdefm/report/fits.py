@@ -57,7 +57,7 @@ import numpy as np
 from pdefm.report.fit_core import (
     B_MAX,
     Sizes,
-    _as_abc,
+    as_abc,
     fit_sizes,
     summarise,
     t_quantile,  # noqa: F401 (re-exported)
@@ -135,7 +135,7 @@ def per_seed_range(n, err, seeds, theta: np.ndarray) -> dict[str, tuple[float, f
     own = [f for f in own if np.isfinite(f).all()]
     if len(own) < 2:
         return {}
-    abc = _as_abc(np.array([theta, *own]))
+    abc = as_abc(np.array([theta, *own]))
     return {k: (float(abc[:, i].min()), float(abc[:, i].max())) for i, k in enumerate("abc")}
 
 
@@ -176,7 +176,7 @@ def fit_power_law(n, err, seeds=None, level: float = LEVEL) -> PowerLawFit:
     # trial points far from the fit may overflow; they give a NaN or infinite S and are refused
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         theta = fit_sizes(s)
-        a, b, c = (float(v) for v in _as_abc(theta)[0])
+        a, b, c = (float(v) for v in as_abc(theta)[0])
         if not np.isfinite(theta).all():
             return PowerLawFit(a, b, c, {}, "none", runs, n_seeds, "none", False)
         ci, method, interval = _intervals(n, err, seeds, s, theta, level)

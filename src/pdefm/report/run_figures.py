@@ -13,12 +13,12 @@ from matplotlib.figure import Figure
 from pdefm.errors import PdefmError
 from pdefm.report.figure_kit import (
     MAX_SAMPLES,
-    _figure_legend,
-    _grid,
-    _n_colours,
-    _plain_log_axis,
-    _save,
     curve_labels,
+    figure_legend,
+    panel_grid,
+    plain_log_axis,
+    save_figure,
+    size_colours,
     task_titles,
 )
 from pdefm.report.table import Curve
@@ -95,13 +95,13 @@ def _draw_histories(ax, runs: list[tuple[np.ndarray, np.ndarray]], colour, label
         ax.plot(runs[0][0], mean, color=colour, lw=1.8, label=label)
 
 
-def _validation_figure(
+def validation_figure(
     curves, histories: dict[str, list[dict]], titles: dict[str, str] | None = None
 ) -> Figure:
     """The Figure of :func:`validation_curves`."""
     panels = [(c, h) for c in _curve_list(curves) if (h := _curve_histories(c, histories))]
     if not panels:
-        fig, (ax,) = _grid(1)
+        fig, (ax,) = panel_grid(1)
         ax.text(0.5, 0.5, "no validation history recorded", ha="center", va="center")
         ax.set_axis_off()
         return fig
@@ -110,19 +110,19 @@ def _validation_figure(
         tasks[c.key.task].append(c)
     names = {**task_titles(tasks), **(titles or {})}
     labels = curve_labels(c for c, _ in panels)
-    colours = _n_colours(sorted({n for _, h in panels for n in h}))
-    fig, axes = _grid(len(panels))
+    colours = size_colours(sorted({n for _, h in panels for n in h}))
+    fig, axes = panel_grid(len(panels))
     for ax, (curve, by_n) in zip(axes, panels, strict=True):
         for n, runs in by_n.items():
             _draw_histories(ax, runs, colours[n], f"N = {n}")
         ax.set(xscale="log", yscale="log", xlabel="optimiser step")
         ax.set_ylabel("validation rel. L2")
         ax.set_title(f"{names[curve.key.task]}\n{labels[curve.key]}", fontsize=8)
-        _plain_log_axis(ax, "x")
-        _plain_log_axis(ax, "y")
+        plain_log_axis(ax, "x")
+        plain_log_axis(ax, "y")
         ax.tick_params(labelsize=7)
     legend = "thin: one seed; thick: mean over seeds; dot: lowest validation error (kept)"
-    _figure_legend(fig, axes, legend, ncols=min(6, len(colours)))
+    figure_legend(fig, axes, legend, ncols=min(6, len(colours)))
     return fig
 
 
@@ -141,7 +141,7 @@ def validation_curves(
     "epoch", "step" and "val_rel_l2" (the run record's "history" field); runs missing from it
     or with an empty history (zero-shot) are skipped. ``titles``: task -> panel title, by
     default the task in words. With nothing to draw the figure says so."""
-    return _save(_validation_figure(curves, histories, titles), path)
+    return save_figure(validation_figure(curves, histories, titles), path)
 
 
 # -- test samples ----------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def _samples_row(fig: Figure, axes, x, y, preds: dict[str, np.ndarray], first: b
             ax.set_title(t, fontsize=7)
 
 
-def _samples_figure(samples: dict) -> Figure:
+def samples_figure(samples: dict) -> Figure:
     """The Figure of :func:`samples_panel`."""
     inputs, truth, preds = sample_arrays(samples)
     if not preds:
@@ -251,4 +251,4 @@ def samples_panel(samples: dict, path: Path) -> Path:
     ``samples``: {"title": str, "inputs": (S, n, n), "truth": (S, n, n), "predictions":
     {label: (S, n, n)}} (``pdefm.report.samples.predict_samples`` builds it); (S, 1, n, n)
     arrays are accepted, at most :data:`MAX_SAMPLES` rows are drawn."""
-    return _save(_samples_figure(samples), path)
+    return save_figure(samples_figure(samples), path)

@@ -14,6 +14,7 @@ runs). Plans written before the label existed lack it: it is then read from the 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -207,9 +208,23 @@ def _summary(card: DatasetCard, role: str) -> dict:
     return {**head, "counts": law["counts"]}
 
 
-def study_setup(root: str | Path) -> dict:
-    """What the report's setup section states about the study in ``root``: the study file as
-    run (text), the plan's datasets and the provenance of every ``study run``."""
+@dataclasses.dataclass(frozen=True)
+class StudySetup:
+    """What the report's setup section states about a study: its name, the study file as run
+    (text; None if unreadable), the plan's datasets and the provenance of every ``study run``."""
+
+    name: str
+    study_yaml: str | None
+    datasets: dict
+    invocations: list
+
+    def to_json(self) -> dict:
+        """The ``setup`` mapping ``pdefm.report.write_report`` takes."""
+        return dataclasses.asdict(self)
+
+
+def study_setup(root: str | Path) -> StudySetup:
+    """The setup of the study in ``root`` (see ``StudySetup``)."""
     from pdefm.study.provenance import load_provenance
 
     root = Path(root)
@@ -218,9 +233,4 @@ def study_setup(root: str | Path) -> dict:
         text = (root / "study.yaml").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = None
-    return {
-        "name": plan["name"],
-        "study_yaml": text,
-        "datasets": plan["datasets"],
-        "invocations": load_provenance(root),
-    }
+    return StudySetup(plan["name"], text, plan["datasets"], load_provenance(root))

@@ -88,7 +88,7 @@ def _resolution_of(spec, datasets: dict) -> int:
     return spec.resolution
 
 
-def _unique(runs: list[StudyRun]) -> list[StudyRun]:
+def unique_runs(runs: list[StudyRun]) -> list[StudyRun]:
     seen, out = set(), []
     for run in runs:
         if run.id not in seen:
@@ -97,7 +97,7 @@ def _unique(runs: list[StudyRun]) -> list[StudyRun]:
     return out
 
 
-def _hash(obj) -> str:
+def short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

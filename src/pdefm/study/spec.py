@@ -39,29 +39,29 @@ from pathlib import Path
 
 from pdefm.checks import check_name
 from pdefm.errors import PdefmError
-from pdefm.study.runs import Study, StudyMixture, StudyRun, _hash, _unique, run_config  # noqa: F401
+from pdefm.study.runs import Study, StudyMixture, StudyRun, run_config, short_hash, unique_runs  # noqa: F401
 from pdefm.study.spec_checks import (
-    _SCALAR_CHECKS,
     DOWNSTREAM_EXTEND,
     GRID_KEYS,
     MACHINE_KEYS,  # noqa: F401
     MAX_RUNS,
     MAX_SAMPLES,
+    SCALAR_CHECKS,
     STAGE_KEYS,
     TOP_KEYS,
-    _budget,
-    _dataset_ref,
-    _init_ref,
-    _lr_grid,
-    _machine,
-    _mode,
-    _names,
-    _preset,
-    _seed,
-    _too_many_runs,
-    _train_options,
+    check_budget,
+    check_dataset_ref,
+    check_init_ref,
+    check_lr_grid,
+    check_machine,
+    check_mode,
+    check_preset,
+    check_seed,
+    check_train_options,
+    mapping_keys,
+    too_many_runs_message,
 )
-from pdefm.study.spec_data import _data_run, _datasets
+from pdefm.study.spec_data import check_datasets, data_run
 from pdefm.study.yamlcheck import Checker, Located, load_located
 from pdefm.train.config import RunConfig
 from pdefm.train.settings import GRID, STAGE, study_keys
@@ -75,10 +75,10 @@ def load_study(path: str | Path) -> Study:
     top = check.mapping(root, "the study", TOP_KEYS, required=("datasets",))
     name = _study_name(check, top, path)
     defaults = _defaults(check, top)
-    datasets = _datasets(check, top["datasets"], defaults)
+    datasets = check_datasets(check, top["datasets"], defaults)
     data_runs: dict[str, StudyRun] = {}
     for ds_name, (spec, _) in datasets.items():  # members come first (checked in _mixture)
-        data_runs[ds_name] = _data_run(ds_name, spec, data_runs)
+        data_runs[ds_name] = data_run(ds_name, spec, data_runs)
     stages = _stages(check, top.get("pretrain"), datasets, data_runs)
     runs = [*data_runs.values(), *stages.values()]
     if "downstream" in top:
@@ -87,8 +87,8 @@ def load_study(path: str | Path) -> Study:
             where = "downstream" if len(blocks) == 1 else f"downstream[{i}]"
             runs += _downstream(check, block, where, datasets, data_runs, stages)
             if len(runs) > MAX_RUNS:
-                check.fail(block, _too_many_runs(len(runs)))
-    return Study(name, path, datasets, _unique(runs), _machine(check, top.get("machine")))
+                check.fail(block, too_many_runs_message(len(runs)))
+    return Study(name, path, datasets, unique_runs(runs), check_machine(check, top.get("machine")))
 
 
 def _study_name(check: Checker, top: dict, path: Path) -> str:
@@ -108,14 +108,14 @@ def _defaults(check: Checker, top: dict) -> dict[str, Located]:
     """The top-level resolution / seed / sigma, checked even if every dataset overrides them."""
     defaults = {k: top[k] for k in ("resolution", "seed", "sigma") if k in top}
     for key, item in defaults.items():
-        _SCALAR_CHECKS[key](check, item, key)
+        SCALAR_CHECKS[key](check, item, key)
     return defaults
 
 
 def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, StudyRun]:
     if item is None:
         return {}
-    entries = check.mapping(item, "pretrain", _names(item))
+    entries = check.mapping(item, "pretrain", mapping_keys(item))
     if not entries:
         check.fail(item, "pretrain is empty; declare a stage or remove the key")
     stages = {}
@@ -125,16 +125,16 @@ def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, Study
         if name == "scratch":
             check.fail(entry, "a stage cannot be named scratch (inits use it for no pre-training)")
         fields = check.mapping(entry, where, STAGE_KEYS, required=("data", "model"))
-        data = _dataset_ref(check, fields["data"], datasets, f"{where}.data")
+        data = check_dataset_ref(check, fields["data"], datasets, f"{where}.data")
         config = {
             "data": f"data/{data}",
-            "model": _preset(check, fields["model"], f"{where}.model"),
+            "model": check_preset(check, fields["model"], f"{where}.model"),
             "init": "scratch",
             "mode": "full",
-            **_budget(check, fields, entry, where),
+            **check_budget(check, fields, entry, where),
         }
-        config.update(_train_options(check, fields, where, study_keys(RunConfig, STAGE)))
-        config.update(_lr_grid(check, fields, where, default_extend=0))
+        config.update(check_train_options(check, fields, where, study_keys(RunConfig, STAGE)))
+        config.update(check_lr_grid(check, fields, where, default_extend=0))
         spec, _ = datasets[data]
         labels = {
             "stage": name,
@@ -144,7 +144,7 @@ def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, Study
             "low": spec.low,
             "high": spec.high,
         }
-        run_id = _hash(["pretrain", config, data_runs[data].id])
+        run_id = short_hash(["pretrain", config, data_runs[data].id])
         stages[name] = StudyRun(run_id, "pretrain", labels, (data_runs[data].id,), config=config)
     return stages
 
@@ -152,11 +152,15 @@ def _stages(check, item: Located | None, datasets, data_runs) -> dict[str, Study
 def _downstream(check, block: Located, where: str, datasets, data_runs, stages) -> list[StudyRun]:
     g = check.mapping(block, where, GRID_KEYS, required=("tasks", "sizes", "inits"))
     listing = lambda key: check.listing(g[key], f"{where}.{key}", unique=True)  # noqa: E731
-    tasks = [_dataset_ref(check, t, datasets, f"{where}.tasks") for t in listing("tasks")]
-    inits = [_init_ref(check, i, stages, f"{where}.inits") for i in listing("inits")]
-    modes = [_mode(check, m, f"{where}.modes") for m in listing("modes")] if "modes" in g else []
+    tasks = [check_dataset_ref(check, t, datasets, f"{where}.tasks") for t in listing("tasks")]
+    inits = [check_init_ref(check, i, stages, f"{where}.inits") for i in listing("inits")]
+    modes = (
+        [check_mode(check, m, f"{where}.modes") for m in listing("modes")] if "modes" in g else []
+    )
     models = (
-        [_preset(check, m, f"{where}.models") for m in listing("models")] if "models" in g else []
+        [check_preset(check, m, f"{where}.models") for m in listing("models")]
+        if "models" in g
+        else []
     )
     if "scratch" in inits and not models:
         check.fail(
@@ -164,10 +168,12 @@ def _downstream(check, block: Located, where: str, datasets, data_runs, stages) 
             f"{where}.inits has scratch but {where} lists no models to train from scratch; "
             "add models: [fno-tiny] (say) or remove scratch",
         )
-    common = _budget(check, g, block, where)
-    common.update(_train_options(check, g, where, study_keys(RunConfig, GRID)))
-    common.update(_lr_grid(check, g, where, default_extend=DOWNSTREAM_EXTEND))
-    seeds = [_seed(check, s, f"{where}.seeds") for s in listing("seeds")] if "seeds" in g else [0]
+    common = check_budget(check, g, block, where)
+    common.update(check_train_options(check, g, where, study_keys(RunConfig, GRID)))
+    common.update(check_lr_grid(check, g, where, default_extend=DOWNSTREAM_EXTEND))
+    seeds = (
+        [check_seed(check, s, f"{where}.seeds") for s in listing("seeds")] if "seeds" in g else [0]
+    )
     sizes = [check.integer(s, f"{where}.sizes", 1, MAX_SAMPLES) for s in listing("sizes")]
     largest = min(datasets[t][0].n_train for t in tasks)
     for s, item in zip(sizes, listing("sizes"), strict=True):
@@ -177,7 +183,7 @@ def _downstream(check, block: Located, where: str, datasets, data_runs, stages) 
     modes = modes or ["full"]
     per_task = sum(len(models) if i == "scratch" else len(modes) for i in inits)
     if len(tasks) * per_task * len(sizes) * len(seeds) > MAX_RUNS:
-        check.fail(block, _too_many_runs(len(tasks) * per_task * len(sizes) * len(seeds)))
+        check.fail(block, too_many_runs_message(len(tasks) * per_task * len(sizes) * len(seeds)))
     runs = []
     for task in tasks:
         for init in inits:
@@ -253,7 +259,7 @@ def _down_run(task, init, mode, model, n, seed, common, datasets, data_runs, sta
         "seed": seed,
         "n_train": n,
     }
-    run_id = _hash(["downstream", config, depends])
+    run_id = short_hash(["downstream", config, depends])
     return StudyRun(run_id, "downstream", labels, tuple(depends), config=config)
 
 
@@ -281,5 +287,5 @@ def _zero_shot(task, stage, datasets, data_runs, stages) -> StudyRun:
         "n_train": 0,
     }
     return StudyRun(
-        _hash(["zero-shot", config, depends]), "downstream", labels, depends, config=config
+        short_hash(["zero-shot", config, depends]), "downstream", labels, depends, config=config
     )

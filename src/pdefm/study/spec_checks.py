@@ -102,7 +102,7 @@ def _resolution(check: Checker, item: Located, where: str) -> int:
     return value
 
 
-def _seed(check: Checker, item: Located, where: str) -> int:
+def check_seed(check: Checker, item: Located, where: str) -> int:
     return check.integer(item, where, 0, MAX_SEED)
 
 
@@ -110,10 +110,10 @@ def _sigma(check: Checker, item: Located, where: str) -> float:
     return check.number(item, where, minimum=MIN_SIGMA, maximum=MAX_SIGMA)
 
 
-_SCALAR_CHECKS = {"resolution": _resolution, "seed": _seed, "sigma": _sigma}
+SCALAR_CHECKS = {"resolution": _resolution, "seed": check_seed, "sigma": _sigma}
 
 
-def _budget(check, fields: dict, where_item: Located, where: str) -> dict:
+def check_budget(check, fields: dict, where_item: Located, where: str) -> dict:
     """epochs: E (steps grow with N), steps: S, or epochs: CAP with patience: P."""
     if ("epochs" in fields) == ("steps" in fields):
         check.fail(where_item, f"{where} needs exactly one of epochs or steps")
@@ -131,7 +131,7 @@ def _budget(check, fields: dict, where_item: Located, where: str) -> dict:
     return out
 
 
-def _lr_grid(check, fields: dict, where: str, default_extend: int) -> dict:
+def check_lr_grid(check, fields: dict, where: str, default_extend: int) -> dict:
     """``lrs`` (a list, or ``auto``) and ``lr_extend``: the grid and how often it may grow
     past the edge where the best rate sits."""
     item = fields.get("lrs")
@@ -150,7 +150,7 @@ def _lr_grid(check, fields: dict, where: str, default_extend: int) -> dict:
     return out
 
 
-def _train_options(check, fields: dict, where: str, keys: tuple[str, ...]) -> dict:
+def check_train_options(check, fields: dict, where: str, keys: tuple[str, ...]) -> dict:
     """The settings among ``keys`` that ``fields`` sets, checked against their declaration
     (``RunConfig``'s schema), errors at FILE:LINE."""
     declared = settings_of(RunConfig)
@@ -177,13 +177,13 @@ def _train_options(check, fields: dict, where: str, keys: tuple[str, ...]) -> di
     return out
 
 
-def _machine(check, item: Located | None) -> dict:
+def check_machine(check, item: Located | None) -> dict:
     """The study's ``machine`` block: settings that change where or how fast runs go, not
     what they compute (not in run ids), given to every run."""
     if item is None:
         return {}
     fields = check.mapping(item, "machine", MACHINE_KEYS)
-    return _train_options(check, fields, "machine", tuple(sorted(MACHINE_KEYS)))
+    return check_train_options(check, fields, "machine", tuple(sorted(MACHINE_KEYS)))
 
 
 def _lrs(check, item: Located | None, where: str) -> list[float]:
@@ -206,7 +206,7 @@ def _ref(item: Located) -> Located:
     return item
 
 
-def _dataset_ref(check, item: Located, datasets: dict, where: str) -> str:
+def check_dataset_ref(check, item: Located, datasets: dict, where: str) -> str:
     item = _ref(item)
     if not isinstance(item.value, str) or item.value not in datasets:
         check.fail(
@@ -217,7 +217,7 @@ def _dataset_ref(check, item: Located, datasets: dict, where: str) -> str:
     return item.value
 
 
-def _init_ref(check, item: Located, stages: dict, where: str) -> str:
+def check_init_ref(check, item: Located, stages: dict, where: str) -> str:
     item = _ref(item)
     if not isinstance(item.value, str) or (item.value != "scratch" and item.value not in stages):
         check.fail(
@@ -229,7 +229,7 @@ def _init_ref(check, item: Located, stages: dict, where: str) -> str:
     return item.value
 
 
-def _mode(check, item: Located, where: str) -> str:
+def check_mode(check, item: Located, where: str) -> str:
     if item.value not in TRAIN_MODES:
         hint = " (zero-shot is the zero_shot: true flag)" if item.value == "zero-shot" else ""
         check.fail(
@@ -239,7 +239,7 @@ def _mode(check, item: Located, where: str) -> str:
     return item.value
 
 
-def _preset(check, item: Located, where: str) -> str:
+def check_preset(check, item: Located, where: str) -> str:
     from pdefm.models import list_models
 
     presets = list_models()
@@ -257,20 +257,20 @@ def _did_you_mean(value: object, names) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _names(item: Located) -> set[str]:
+def mapping_keys(item: Located) -> set[str]:
     """The keys of a mapping item (none for anything else; ``mapping`` then says what is
     wrong)."""
     return set(item.value) if isinstance(item.value, dict) else set()
 
 
-def _too_many_runs(n: int) -> str:
+def too_many_runs_message(n: int) -> str:
     return (
         f"the study expands to {n:,} or more runs (at most {MAX_RUNS:,}); shorten the lists of "
         "sizes, seeds, lrs, models or tasks, or split it into several studies"
     )
 
 
-def _family(check: Checker, item: Located, where: str) -> str:
+def check_family(check: Checker, item: Located, where: str) -> str:
     names = catalogue.family_names()
     if not catalogue.is_family(item.value):
         close = difflib.get_close_matches(str(item.value), names, n=1)
@@ -282,13 +282,13 @@ def _family(check: Checker, item: Located, where: str) -> str:
     return item.value
 
 
-def _range(check: Checker, item: Located, where: str) -> tuple[float, float]:
+def check_range(check: Checker, item: Located, where: str) -> tuple[float, float]:
     if not (isinstance(item.value, list) and len(item.value) == 2):
         check.fail(item, f"{where} must be [LOW, HIGH], two numbers")
     low, high = (check.number(v, where) for v in item.value)
     return low, high
 
 
-def _study_words(message: str) -> str:
+def study_words(message: str) -> str:
     """The generator speaks in CLI flags (--n-train, --range); a study file in keys."""
     return re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), message)

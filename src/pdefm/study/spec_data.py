@@ -7,24 +7,24 @@ from pdefm.data.mixture import member_quotas
 from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import GaussianLatticeSource
-from pdefm.study.runs import StudyMixture, StudyRun, _hash
+from pdefm.study.runs import StudyMixture, StudyRun, short_hash
 from pdefm.study.spec_checks import (
-    _SCALAR_CHECKS,
     DATA_KEYS,
     MAX_SAMPLES,
     MIX_KEYS,
+    SCALAR_CHECKS,
     SPLITS,
-    _family,
-    _names,
-    _range,
-    _seed,
-    _study_words,
+    check_family,
+    check_range,
+    check_seed,
+    mapping_keys,
+    study_words,
 )
 from pdefm.study.yamlcheck import Checker, Located
 
 
-def _datasets(check: Checker, item: Located, defaults: dict[str, Located]) -> dict:
-    entries = check.mapping(item, "datasets", _names(item))
+def check_datasets(check: Checker, item: Located, defaults: dict[str, Located]) -> dict:
+    entries = check.mapping(item, "datasets", mapping_keys(item))
     if not entries:
         check.fail(item, "datasets is empty; declare at least one dataset")
     out: dict = {}
@@ -53,11 +53,11 @@ def _datasets(check: Checker, item: Located, defaults: dict[str, Located]) -> di
 
 def _generation_spec(check, name, entry, fields, defaults) -> tuple[GenerationSpec, bool]:
     where = f"datasets.{name}"
-    family = _family(check, fields["family"], f"{where}.family")
-    low, high = _range(check, fields["range"], f"{where}.range")
+    family = check_family(check, fields["family"], f"{where}.family")
+    low, high = check_range(check, fields["range"], f"{where}.range")
     counts = [check.integer(fields[k], f"{where}.{k}", 1, MAX_SAMPLES) for k in SPLITS]
     given = {**defaults, **{k: fields[k] for k in ("resolution", "seed", "sigma") if k in fields}}
-    values = {k: _SCALAR_CHECKS[k](check, v, f"{where}.{k}") for k, v in given.items()}
+    values = {k: SCALAR_CHECKS[k](check, v, f"{where}.{k}") for k, v in given.items()}
     config = {}
     if "max_abs_u" in fields:
         if family != "helmholtz":
@@ -83,7 +83,7 @@ def _generation_spec(check, name, entry, fields, defaults) -> tuple[GenerationSp
         )
         spec.validate()
     except (PdefmError, ValueError, TypeError) as exc:
-        check.fail(entry, f"{where}: {_study_words(str(exc))}")
+        check.fail(entry, f"{where}: {study_words(str(exc))}")
     return spec, drop
 
 
@@ -92,7 +92,7 @@ def _mixture(check: Checker, name: str, entry: Located, earlier: dict, defaults)
     fields = check.mapping(entry, where, MIX_KEYS, required=("mixture", *SPLITS))
     listed = fields["mixture"]
     members = []
-    for member, weight in check.mapping(listed, f"{where}.mixture", _names(listed)).items():
+    for member, weight in check.mapping(listed, f"{where}.mixture", mapping_keys(listed)).items():
         if member not in earlier or isinstance(earlier[member][0], StudyMixture):
             check.fail(
                 weight,
@@ -107,7 +107,7 @@ def _mixture(check: Checker, name: str, entry: Located, earlier: dict, defaults)
     _check_members(check, listed, where, members, counts, earlier)
     masks = check.boolean(fields["masks"], f"{where}.masks") if "masks" in fields else False
     seed_item = fields.get("seed", defaults.get("seed"))  # the study-wide seed is the default
-    seed = _seed(check, seed_item, f"{where}.seed") if seed_item is not None else 0
+    seed = check_seed(check, seed_item, f"{where}.seed") if seed_item is not None else 0
     return StudyMixture(tuple(members), **counts, masks=masks, seed=seed)
 
 
@@ -130,11 +130,11 @@ def _check_members(check, item: Located, where: str, members, counts, earlier) -
                 )
 
 
-def _data_run(name: str, spec, data_runs: dict[str, StudyRun]) -> StudyRun:
+def data_run(name: str, spec, data_runs: dict[str, StudyRun]) -> StudyRun:
     labels = {"name": name, "family": spec.family}
     if isinstance(spec, StudyMixture):
         depends = tuple(data_runs[m].id for m, _ in spec.members)
-        run_id = _hash(["mix", spec.to_dict(), depends])
+        run_id = short_hash(["mix", spec.to_dict(), depends])
         return StudyRun(run_id, "data", labels, depends)
-    run_id = _hash(["data", spec.to_dict()])
+    run_id = short_hash(["data", spec.to_dict()])
     return StudyRun(run_id, "data", labels, data=spec)

@@ -57,6 +57,10 @@ class CheckpointCard:
     def to_json(self) -> dict:
         return self.data
 
+    def config_json(self) -> dict:
+        """The ``config.json`` of ``save_pretrained`` for this checkpoint (see ``config_of``)."""
+        return config_of(self.data)
+
     @property
     def arch(self) -> dict:
         """``create_model`` arguments: preset name, channel counts, sizes, optional lora."""
