@@ -125,7 +125,6 @@ def test_the_plan_is_a_fit_plan_and_states_the_budget():
     plan = RunConfig(data="d", epochs=3, batch_size=32).plan(100)
     assert plan == FitPlan(batch=32, per_epoch=4, epochs=3, steps=12, validate_every=1)
     assert plan.to_json() == {"batch": 32, "steps_per_epoch": 4, "epochs": 3, "steps": 12}
-    assert plan["steps"] == plan.steps  # callers reading the old dict by key still work
 
 
 def test_the_per_lr_summary_keeps_its_keys_in_order():

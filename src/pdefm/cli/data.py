@@ -145,7 +145,12 @@ def add_import(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", help="the .npz or .h5 file to import")
-    p.add_argument("--out", required=True, help="new (or empty) dataset directory")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="new (or empty) dataset directory; rerun the same command to resume an "
+        "interrupted import",
+    )
     p.add_argument("--family", help="dataset family name (default: the file's, else custom)")
     p.add_argument("--equation", help="equation text for the card (default: the file's)")
     p.add_argument(
@@ -182,7 +187,11 @@ def add_mix(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("members", nargs="+", metavar="DIR[:WEIGHT]", help="member datasets")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output directory (new or empty); rerun the same command to resume an interrupted mix",
+    )
     p.add_argument("--n-train", type=int, help="training samples (default: all members' sum)")
     p.add_argument("--n-val", type=int, help="validation samples (default: members' sum)")
     p.add_argument("--n-test", type=int, help="test samples (default: members' sum)")

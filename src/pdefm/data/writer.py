@@ -186,8 +186,7 @@ def _write_locked(source: BlockSource, out: Path, progress: bool, on_block) -> D
     layouts = {s: source.layout(s) for s in SPLITS}
     total = sum(lay.count for lay in layouts.values())
     done = sum(
-        min(len(state["splits"][s]["blocks"]) * lay.block_size, lay.count)
-        for s, lay in layouts.items()
+        min(len(state.splits[s].blocks) * lay.block_size, lay.count) for s, lay in layouts.items()
     )
     with tqdm(
         total=total, initial=done, unit="sample", disable=not progress, desc=source.desc,
@@ -195,7 +194,7 @@ def _write_locked(source: BlockSource, out: Path, progress: bool, on_block) -> D
     ) as bar:  # fmt: skip
         for split in SPLITS:
             _write_split(source, out, split, layouts[split], state, bar, on_block)
-    hashes = {s: content_hash(state["splits"][s]["blocks"]) for s in SPLITS}
+    hashes = {s: content_hash(state.splits[s].blocks) for s in SPLITS}
     card = DatasetCard.from_json(source.card(out, hashes), out)
     write_json_atomic(out / CARD_NAME, card.to_json())
     (out / PROGRESS_NAME).unlink()
@@ -217,22 +216,94 @@ def split_hash(h5: h5py.File, count: int, block_size: int) -> str:
 
 
 # -- the progress file -------------------------------------------------------------------------
-def _progress_state(source: BlockSource, out: Path) -> dict:
+@dataclass
+class SplitProgress:
+    """A split being written: the digests of its blocks written so far, in order."""
+
+    blocks: list[str]
+    complete: bool = False
+
+
+@dataclass
+class Progress:
+    """``.pdefm-progress.json``: what is being written (kind, command, spec, guard) and how
+    far each split got. Files of earlier versions (generation only, no kind, command or
+    guard) read as a generation with an empty guard."""
+
+    kind: str
+    command: str | None
+    spec: dict
+    guard: dict
+    splits: dict[str, SplitProgress]
+
+    @classmethod
+    def fresh(cls, source: BlockSource) -> Progress:
+        splits = {s: SplitProgress([]) for s in SPLITS}
+        return cls(source.kind, source.command, source.spec, source.guard, splits)
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "command": self.command,
+            "spec": self.spec,
+            "guard": self.guard,
+            "splits": {
+                s: {"blocks": p.blocks, "complete": p.complete} for s, p in self.splits.items()
+            },
+        }
+
+    @classmethod
+    def read(cls, path: Path) -> Progress:
+        """The file at ``path``; a garbled one is a one-line error (it is ours, but disks lie)."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PdefmError(
+                f"{path} cannot be read ({exc}); delete its folder and write the dataset again"
+            ) from None
+        try:
+            return cls._from_json(data)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise PdefmError(
+                f"{path} is not a pdefm progress file; delete its folder and retry"
+            ) from None
+
+    @classmethod
+    def _from_json(cls, data: dict) -> Progress:
+        splits = {}
+        for split in SPLITS:
+            entry = data["splits"][split]
+            blocks = entry["blocks"]
+            if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
+                raise TypeError("blocks")
+            splits[split] = SplitProgress(blocks, bool(entry.get("complete", False)))
+        if not isinstance(data["spec"], dict):
+            raise TypeError("spec")
+        guard = data.get("guard", {})
+        if not isinstance(guard, dict):
+            raise TypeError("guard")
+        kind = data.get("kind", "generated")  # earlier versions: generation only
+        return cls(str(kind), data.get("command"), data["spec"], guard, splits)
+
+    def write(self, path: Path, durable: bool = True) -> None:
+        write_json_atomic(path, self.to_json(), durable)
+
+
+def _progress_state(source: BlockSource, out: Path) -> Progress:
     """The resume state of ``out`` (a fresh one, written, if there is none)."""
     path = out / PROGRESS_NAME
     if not path.is_file():
-        return _fresh_state(source, path)
-    state = _read_progress(path)
-    kind = state.get("kind", "generated")  # progress files of older versions: generate only
-    if kind != source.kind or not source.matches(state["spec"]):
-        command = state.get("command", f"the `pdefm` command that started {out}")
+        return _fresh(source, path)
+    state = Progress.read(path)
+    if state.kind != source.kind or not source.matches(state.spec):
+        command = state.command or f"the `pdefm` command that started {out}"
         raise PdefmError(
-            f"{out} holds an unfinished {_noun(kind)} of another dataset ({command}); "
+            f"{out} holds an unfinished {_noun(state.kind)} of another dataset ({command}); "
             "rerun that command or choose another --out"
         )
-    if state.get("guard", {}) != source.guard:  # an input changed since: its blocks are stale
+    if state.guard != source.guard:  # an input changed since: its blocks are stale
         tqdm.write(f"warning: restarting {out}: its inputs changed since it was started")
-        return _fresh_state(source, path)
+        return _fresh(source, path)
     return state
 
 
@@ -240,36 +311,9 @@ def _noun(kind: str) -> str:
     return {"generated": "generation", "imported": "import", "mixture": "mix"}.get(kind, kind)
 
 
-def _fresh_state(source: BlockSource, path: Path) -> dict:
-    state = {
-        "kind": source.kind,
-        "command": source.command,
-        "spec": source.spec,
-        "guard": source.guard,
-        "splits": {s: {"blocks": [], "complete": False} for s in SPLITS},
-    }
-    write_json_atomic(path, state)
-    return state
-
-
-def _read_progress(path: Path) -> dict:
-    """The resume state; a garbled one is a one-line error (it is ours, but disks lie)."""
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PdefmError(
-            f"{path} cannot be read ({exc}); delete its folder and write the dataset again"
-        ) from None
-    splits = state.get("splits") if isinstance(state, dict) else None
-    if (
-        not isinstance(splits, dict)
-        or not isinstance(state.get("spec"), dict)
-        or any(
-            not isinstance(splits.get(s), dict) or not isinstance(splits[s].get("blocks"), list)
-            for s in SPLITS
-        )
-    ):
-        raise PdefmError(f"{path} is not a pdefm progress file; delete its folder and retry")
+def _fresh(source: BlockSource, path: Path) -> Progress:
+    state = Progress.fresh(source)
+    state.write(path)
     return state
 
 
@@ -279,21 +323,21 @@ def _write_split(
     out: Path,
     split: str,
     layout: SplitLayout,
-    state: dict,
+    state: Progress,
     bar: tqdm,
     on_block: BlockHook | None,
 ) -> None:
     """Write the missing blocks of ``split``, block b + 1 computed while b is written."""
-    record = state["splits"][split]
-    if record["complete"]:
+    record = state.splits[split]
+    if record.complete:
         return
     final, partial = out / f"{split}.h5", out / f"{split}.h5.partial"
     h5 = _open_partial(partial, layout, record, bar)
 
     def persist(block: int, arrays: Arrays) -> None:
-        record["blocks"].append(store.write_rows(h5, layout.start(block), arrays))
+        record.blocks.append(store.write_rows(h5, layout.start(block), arrays))
         h5.flush()
-        write_json_atomic(out / PROGRESS_NAME, state, durable=False)
+        state.write(out / PROGRESS_NAME, durable=False)
 
     def block_done(block: int, write: Future) -> None:
         write.result()  # the block is durable once this returns: report it
@@ -308,7 +352,7 @@ def _write_split(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdefm-writer") as writer,
         ):
             pending: tuple[int, Future] | None = None
-            for block in range(len(record["blocks"]), layout.n_blocks):
+            for block in range(len(record.blocks), layout.n_blocks):
                 arrays = read(block)
                 if pending is not None:
                     block_done(*pending)
@@ -318,19 +362,21 @@ def _write_split(
     finally:
         h5.close()
     atomic_replace(partial, final)
-    record["complete"] = True
-    write_json_atomic(out / PROGRESS_NAME, state)
+    record.complete = True
+    state.write(out / PROGRESS_NAME)
 
 
-def _open_partial(partial: Path, layout: SplitLayout, record: dict, bar: tqdm) -> h5py.File:
+def _open_partial(
+    partial: Path, layout: SplitLayout, record: SplitProgress, bar: tqdm
+) -> h5py.File:
     """Reopen a partial split to append to it, or start it afresh if it cannot be trusted."""
-    if record["blocks"] and partial.is_file():
+    if record.blocks and partial.is_file():
         try:
             return store.open_split_for_append(partial, layout.count)
         except PdefmError as exc:
             bar.write(f"warning: restarting split {partial.name}: {exc}")
-            bar.update(-min(len(record["blocks"]) * layout.block_size, layout.count))
-    record["blocks"] = []
+            bar.update(-min(len(record.blocks) * layout.block_size, layout.count))
+    record.blocks = []
     return store.create_split(
         partial,
         layout.count,

@@ -32,10 +32,10 @@ from pdefm.train import distributed
 from pdefm.train.batches import BatchCache
 from pdefm.train.checkpoint import CARD, load_checkpoint
 from pdefm.train.config import RunConfig
-from pdefm.train.evaluate import Evaluation, evaluate_checkpoint, evaluate_final
+from pdefm.train.evaluate import evaluate_checkpoint, evaluate_final
 from pdefm.train.fit import DivergedError, LrResult, train_one_lr
 from pdefm.train.record import RunRecord
-from pdefm.train.run_dir import RECORD, finished_record, new_record, run_lock
+from pdefm.train.run_dir import RecordDraft, finished_record, run_lock
 from pdefm.train.setup import InitCheckpoint, check_fit, load_init, open_splits, resolve_device
 
 
@@ -67,19 +67,17 @@ def train(config: RunConfig) -> RunRecord:
 def _execute(config, splits, init, run_dir: Path, device, resolved: dict, run_id: str) -> RunRecord:
     """Train (or resume) in the locked ``run_dir``; a diverged run is recorded as failed."""
     _configure_cuda(device, config)
-    record = new_record(config, resolved, run_id, device)
-    if distributed.is_main():
-        write_json_atomic(run_dir / RECORD, record)
+    record = RecordDraft(config, resolved, run_id, device)
+    record.write()
     start = time.perf_counter()
+    failure = None
     try:
         _run(config, splits, init, run_dir, device, record)
-        record["status"] = "completed"
     except DivergedError as exc:
-        record.update(status="failed", reason=str(exc))
-    record["wall_time_s"] = round(time.perf_counter() - start, 3)
-    if distributed.is_main():
-        write_json_atomic(run_dir / RECORD, record)
-    return RunRecord(record, run_dir / RECORD)
+        failure = str(exc)
+    record.ended(time.perf_counter() - start, failure)
+    record.write()
+    return record.record()
 
 
 def _configure_cuda(device: torch.device, config: RunConfig) -> None:
@@ -90,40 +88,41 @@ def _configure_cuda(device: torch.device, config: RunConfig) -> None:
         torch.backends.cudnn.allow_tf32 = config.tf32
 
 
-def _run(config, splits, init: InitCheckpoint | None, run_dir: Path, device, record: dict) -> None:
+def _run(
+    config, splits, init: InitCheckpoint | None, run_dir: Path, device, record: RecordDraft
+) -> None:
     """What the run found, into ``record``: zero-shot evaluates the checkpoint as it is; any
     other mode trains every learning rate and evaluates the selected model."""
     if config.mode == "zero-shot":
         final = evaluate_checkpoint(init, splits, device)
-        _finish(record, final, lr=None, history=[], trainable=0)
+        record.evaluated(None, [], final, trainable=0)
     else:
         _train_and_select(config, splits, init, run_dir, device, record)
 
 
-def _train_and_select(config, splits, init, run_dir: Path, device, record: dict) -> None:
+def _train_and_select(config, splits, init, run_dir: Path, device, record: RecordDraft) -> None:
     """Train the learning rates (``_search_lrs``), select the best on validation, evaluate
     its model and publish it as ``run_dir/checkpoint``; DivergedError if every rate failed."""
     batches = BatchCache(splits, device)
     results = _search_lrs(config, batches, run_dir, init)
-    record["per_lr"] = {f"{lr:g}": r.summary_json() for lr, r in sorted(results.items())}
-    record["lrs_tried"] = sorted(results)
+    per_lr = {f"{lr:g}": r.summary_json() for lr, r in sorted(results.items())}
+    record.searched(per_lr, sorted(results))
     ok = {lr: r for lr, r in results.items() if r.completed}
     if not ok:
         reasons = "; ".join(f"lr {lr:g}: {r.reason}" for lr, r in results.items())
         raise DivergedError(f"every learning rate failed ({reasons})")
     best_lr = _best_lr(ok)
-    record["lr_at_edge"] = grid_edge(best_lr, list(results))
+    best = ok[best_lr]
+    record.selected(grid_edge(best_lr, list(results)), _budget_record(config, best), best.converged)
     best_dir = run_dir / f"lr-{best_lr:g}" / "best"
     distributed.barrier()  # rank 0 may still be writing the best checkpoint every rank reads
     model, _, norm = load_checkpoint(best_dir, device)
-    best = ok[best_lr]
-    record["budget"] = _budget_record(config, best)
-    record["converged"] = best.converged
     final = evaluate_final(model, best.cmap, norm, batches)
-    _finish(record, final, best_lr, best.history, best.trainable_parameters)
-    record["checkpoint"] = str(run_dir / "checkpoint")
+    record.evaluated(best_lr, best.history, final, best.trainable_parameters)
+    record.published(run_dir / "checkpoint")
     if distributed.is_main():
-        _publish_checkpoint(best_dir, run_dir / "checkpoint", record)
+        metrics = {"val": final.val, "test": final.test, "lr": best_lr}
+        _publish_checkpoint(best_dir, run_dir / "checkpoint", metrics)
 
 
 # -- learning-rate search ------------------------------------------------------------------------
@@ -198,20 +197,7 @@ def _budget_record(config: RunConfig, best: LrResult) -> dict:
     }
 
 
-def _finish(
-    record: dict, final: Evaluation, lr: float | None, history: list[dict], trainable: int
-) -> None:
-    """The selected model's final metrics (``final``) into the record, with its learning
-    rate, validation history and trainable parameter count (None, [] and 0: zero-shot)."""
-    record["selected_lr"] = lr
-    record["history"] = history
-    record["channels"] = final.channels
-    record["val"] = final.val
-    record["test"] = final.test
-    record["parameters"] = {"total": final.total_parameters, "trainable": trainable}
-
-
-def _publish_checkpoint(best_dir: Path, target: Path, record: dict) -> None:
+def _publish_checkpoint(best_dir: Path, target: Path, metrics: dict) -> None:
     """Copy the selected model to ``run_dir/checkpoint`` with the final metrics in its card
     (through a temp folder unique to this process, removed if anything fails)."""
     tmp = temp_path(target)
@@ -219,7 +205,6 @@ def _publish_checkpoint(best_dir: Path, target: Path, record: dict) -> None:
         shutil.copytree(best_dir, tmp)
         card_path = tmp / CARD
         card = json.loads(card_path.read_text())
-        metrics = {"val": record["val"], "test": record["test"], "lr": record["selected_lr"]}
         card["metrics"] = metrics
         write_json_atomic(card_path, card)
         shutil.rmtree(target, ignore_errors=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from pdefm import __version__
-from pdefm.data.io import directory_lock, is_empty_dir
+from pdefm.data.io import directory_lock, is_empty_dir, write_json_atomic
 from pdefm.errors import PdefmError
 from pdefm.train import distributed
 from pdefm.train.config import RunConfig
@@ -104,17 +104,64 @@ def finished_record(run_dir: Path) -> RunRecord | None:
     return None
 
 
-def new_record(config: RunConfig, resolved: dict, run_id: str, device) -> dict:
-    return {
-        "format": "pdefm.run",
-        "id": run_id,
-        "config": resolved,
-        "status": "running",
-        "device": str(device),
-        "world_size": distributed.world_size(),
-        "compile": config.compile,
-        "pdefm_version": __version__,
-        "torch_version": torch.__version__,
-        "out": str(Path(config.out) / (config.run_name or run_id)),
-        "init_path": None if config.init == "scratch" else str(Path(config.init).resolve()),
-    }
+class RecordDraft:
+    """The run record while its run goes: started (status "running"), then filled by the run's
+    steps in the order the record lists them, written by rank 0 at the start and at the end.
+    The one writer of ``record.json`` (``RunRecord`` reads it)."""
+
+    def __init__(self, config: RunConfig, resolved: dict, run_id: str, device) -> None:
+        self.path = Path(config.out) / (config.run_name or run_id) / RECORD
+        self.data = {
+            "format": "pdefm.run",
+            "id": run_id,
+            "config": resolved,
+            "status": "running",
+            "device": str(device),
+            "world_size": distributed.world_size(),
+            "compile": config.compile,
+            "pdefm_version": __version__,
+            "torch_version": torch.__version__,
+            "out": str(self.path.parent),
+            "init_path": None if config.init == "scratch" else str(Path(config.init).resolve()),
+        }
+
+    def searched(self, per_lr: dict[str, dict], tried: list[float]) -> None:
+        """Every learning rate trained: its summary by rate, and the rates in order."""
+        self.data["per_lr"] = per_lr
+        self.data["lrs_tried"] = tried
+
+    def selected(self, edge: str | None, budget: dict, converged: bool | None) -> None:
+        """The rate chosen on validation: whether it sits at an edge of those tried, the
+        budget it ran and whether it converged."""
+        self.data["lr_at_edge"] = edge
+        self.data["budget"] = budget
+        self.data["converged"] = converged
+
+    def evaluated(self, lr: float | None, history: list[dict], final, trainable: int) -> None:
+        """The selected model's final metrics (``final``, an ``Evaluation``), with its rate,
+        validation history and trainable parameter count (None, [] and 0: zero-shot)."""
+        self.data["selected_lr"] = lr
+        self.data["history"] = history
+        self.data["channels"] = final.channels
+        self.data["val"] = final.val
+        self.data["test"] = final.test
+        self.data["parameters"] = {"total": final.total_parameters, "trainable": trainable}
+
+    def published(self, checkpoint: Path) -> None:
+        self.data["checkpoint"] = str(checkpoint)
+
+    def ended(self, wall_time_s: float, failure: str | None = None) -> None:
+        """Completed, or failed with ``failure`` as the reason."""
+        if failure is None:
+            self.data["status"] = "completed"
+        else:
+            self.data.update(status="failed", reason=failure)
+        self.data["wall_time_s"] = round(wall_time_s, 3)
+
+    def write(self) -> None:
+        """Write the record (rank 0 only: the other ranks hold the same one)."""
+        if distributed.is_main():
+            write_json_atomic(self.path, self.data)
+
+    def record(self) -> RunRecord:
+        return RunRecord(self.data, self.path)
