@@ -29,7 +29,7 @@ from pdefm.train.checkpoint_card import (
     CONFIG,
     FORMAT,
     WEIGHTS,
-    config_of,
+    CheckpointCard,
     normaliser_of,
     read_checkpoint_card,
 )
@@ -53,13 +53,15 @@ _FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # safetensors' names
 
 def save_checkpoint(root: str | Path, model: torch.nn.Module, card: dict) -> Path:
     """Write ``model``'s weights, ``config.json`` and ``card`` (plus format and arch) to
-    ``root``."""
+    ``root``. The card is checked as a reader checks it (``CheckpointCard``) before anything
+    is written, so a checkpoint pdefm writes always loads; the card goes last and marks the
+    directory complete."""
     root = Path(root)
+    checked = CheckpointCard.from_json({"format": FORMAT, "arch": model.arch, **card}, root / CARD)
     root.mkdir(parents=True, exist_ok=True)
     write_weights(root / WEIGHTS, model)
-    full = {"format": FORMAT, "arch": model.arch, **card}
-    write_json_atomic(root / CONFIG, config_of(full))
-    write_json_atomic(root / CARD, full)
+    write_json_atomic(root / CONFIG, checked.config_json())
+    write_json_atomic(root / CARD, checked.to_json())
     return root
 
 
