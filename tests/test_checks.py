@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -13,6 +14,7 @@ from pdefm.checks import (
     check_memory,
     check_name,
     contained_path,
+    read_json,
 )
 from pdefm.errors import PdefmError
 
@@ -71,3 +73,22 @@ def test_impossible_resources_are_refused_with_the_estimate(tmp_path):
         check_disk(tmp_path / "not" / "yet", 2.0**60, "this", "lower it")
     check_memory(1024, "this", "lower it")
     check_disk(tmp_path, 1024, "this", "lower it")
+
+
+def test_read_json_names_the_file_and_the_fix(tmp_path):
+    fix = "delete it and rerun"
+    (tmp_path / "ok.json").write_text('{"a": 1}')
+    assert read_json(tmp_path / "ok.json", fix) == {"a": 1}
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x81")
+    (tmp_path / "broken.json").write_text('{"a": ')
+    (tmp_path / "folder.json").mkdir()
+    for name, needle in [
+        ("binary.json", "is not a text (UTF-8) file"),
+        ("broken.json", "is not valid JSON (line 1"),
+        ("folder.json", "cannot read"),
+        ("missing.json", "cannot read"),
+    ]:
+        with pytest.raises(PdefmError, match=re.escape(needle)) as info:
+            read_json(tmp_path / name, fix)
+        message = str(info.value)
+        assert name in message and message.endswith(fix) and "\n" not in message
