@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -148,13 +149,16 @@ class MixtureSource:
     kind = "mixture"
     refusals = ()
 
-    def __post_init__(self) -> None:
-        self.channels = union_channels([m.card.input_channels for m in self.members], self.masks)
-        self.coefficient_names = tuple(dict.fromkeys(_coefficient_names(self.members)))
+    @functools.cached_property
+    def channels(self) -> list[str]:
+        """The union channel layout of the members (with masks if the spec asks)."""
+        return union_channels([m.card.input_channels for m in self.members], self.mix_spec.masks)
 
-    @property
-    def masks(self) -> bool:
-        return self.mix_spec.masks
+    @functools.cached_property
+    def coefficient_names(self) -> tuple[str, ...]:
+        """Every member's per-sample coefficients, first seen first. Read from the members'
+        split files, so only when a split is written: a finished mix never opens them."""
+        return tuple(dict.fromkeys(_coefficient_names(self.members)))
 
     def choose(self) -> None:
         """Pick every split's samples (a PdefmError if a member has too few)."""
