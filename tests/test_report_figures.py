@@ -13,6 +13,7 @@ import pytest
 
 from pdefm.errors import PdefmError
 from pdefm.report import figures
+from pdefm.report.figure_kit import curve_labels
 from pdefm.report.names import (
     method_label,
     plain_number,
@@ -152,6 +153,32 @@ def test_other_figures_still_draw(tmp_path):
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["9k", "70k"]
     assert figures.savings_figure(savings_by_curve(curves), tmp_path / "s.png").stat().st_size
     assert figures.model_size(tasks, tmp_path / "m.png").read_bytes()[:8] == PNG
+
+
+def test_model_size_joins_one_stage_per_model_into_one_line():
+    """A size ladder pre-trains one stage per model on the same data: the figure draws one
+    fine-tuned line through the models, not one line per stage; two stages of the *same*
+    model on the same data still get their stage names."""
+    rows = []
+    for model, params, stage in (("fno-micro", 9000, "pre_m"), ("fno-tiny", 70000, "pre_t")):
+        for method in ("scratch", "finetune"):
+            init = "scratch" if method == "scratch" else stage
+            rows.append(row(method, 8, 0.2, model=model, params=params, init=init,
+                            run_id=f"{method}-{model}"))  # fmt: skip
+    fig = figures._model_size_figure(by_task(build_curves(rows)))
+    assert sorted(legend_texts(fig)) == [
+        "fine-tuned from Poisson, e in [1, 5]", "trained from scratch",
+    ]  # fmt: skip
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    assert sorted(len(line.get_xdata()) for line in ax.get_lines()) == [2, 2]
+    twin = row("finetune", 8, 0.1, model="fno-tiny", params=70000, init="pre_t2", run_id="t2")
+    labels = curve_labels(build_curves(rows + [twin]).values(), with_model=False)
+    assert sorted(set(labels.values())) == [
+        "fine-tuned from Poisson, e in [1, 5] [stage pre_m]",
+        "fine-tuned from Poisson, e in [1, 5] [stage pre_t2]",
+        "fine-tuned from Poisson, e in [1, 5] [stage pre_t]",
+        "trained from scratch",
+    ]
 
 
 # -- validation curves ---------------------------------------------------------------------

@@ -118,16 +118,18 @@ def first_row(curve: Curve) -> ResultRow | None:
 
 def curve_labels(curves: Iterable[Curve], with_model: bool = True) -> dict[CurveKey, str]:
     """Legend text per curve key (:func:`~pdefm.report.names.method_label`). Two different
-    inits with the same pre-training data would read alike: their stage names are appended."""
+    inits of the same model with the same pre-training data would read alike: then every
+    curve with that text gets its stage name appended. Without the model in the text, one
+    stage per model (a size ladder) reads alike on purpose: those curves join into one line."""
     curves = list(curves)
     labels = {c.key: method_label(c.key, first_row(c), with_model) for c in curves}
-    # distinct (method, init, mode[, model]) sharing a text; the same one across tasks is fine
-    ident = {k: (k.method, k.init, k.mode, k.model if with_model else "") for k in labels}
-    owners: dict[str, set] = defaultdict(set)
+    # distinct (method, init, mode) of one model sharing a text; across tasks is fine
+    owners: dict[tuple[str, str], set] = defaultdict(set)
     for k, text in labels.items():
-        owners[text].add(ident[k])
+        owners[text, k.model].add((k.method, k.init, k.mode))
+    clash = {text for (text, _), idents in owners.items() if len(idents) > 1}
     return {
-        k: f"{text} [stage {k.init}]" if len(owners[text]) > 1 and k.init != "scratch" else text
+        k: f"{text} [stage {k.init}]" if text in clash and k.init != "scratch" else text
         for k, text in labels.items()
     }
 
