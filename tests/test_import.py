@@ -100,7 +100,11 @@ def test_round_trip_keeps_every_sample(tmp_path, capsys, fmt):
     card = load_card(out).to_json()
     assert card["counts"] == {"train": 16, "val": 2, "test": 2}
     assert card["family"] == "darcy-own" and card["parameter"]["name"] == "e"
-    assert card["channels"] == {"inputs": ["source", *NAMES], "outputs": ["solution"]}
+    assert card["channels"] == {
+        "inputs": ["source", *NAMES],
+        "fields": ["source"],
+        "outputs": ["solution"],
+    }
     assert card["spec"]["source_sha256"] == importer.file_sha256(path)
     assert card["parameter"]["declared"]["low"] == arrays["parameter"].min()
 
@@ -299,7 +303,10 @@ def _zip_of_text(path: Path) -> None:
 @pytest.mark.parametrize(
     "make,needles",
     [
-        (lambda p: p.write_bytes(b"just some text\n"), ["neither NPZ nor HDF5", "np.savez"]),
+        (
+            lambda p: p.write_bytes(b"just some text\n"),
+            ["neither NPZ, HDF5 nor torch.save", "np.savez"],
+        ),
         (_zip_of_text, ["no array `source`", "found: notes.txt"]),
         (lambda p: p.mkdir(), ["is a directory"]),
         (lambda p: None, ["does not exist"]),

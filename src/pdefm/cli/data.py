@@ -106,9 +106,13 @@ def add_inspect(sub) -> None:
 
 
 IMPORT_EPILOG = """\
-the file (NPZ or HDF5; in HDF5 top-level datasets with these names):
-  source             (N, n, n) or (N, 1, n, n)  the forcing field f, the one field input
+the file (NPZ, HDF5 top-level datasets, or a torch.save'd dict of tensors) with these names:
+  source             (N, n, n) or (N, 1, n, n)  the forcing field f; (N,) for a constant one
   solution           (N, n, n) or (N, 1, n, n)  the target field u (one output per dataset)
+  NAME               (N, n, n) or (N,)  any other input, listed with --inputs (or in the
+                              file's input_names): a field (e.g. a permeability a(x)) or a
+                              constant per sample; a field and a constant of the same name are
+                              the same input to a model
   coefficients       (N, K)   optional: constant per-sample input channels
   coefficient_names  (K,)     strings, required with coefficients; to fine-tune a pdefm
                               checkpoint use its channel names (channels map by name):
@@ -129,6 +133,11 @@ example:
            parameter=e, parameter_name="e", family="darcy-own")
   pdefm import mydata.npz --out data/mydata
   pdefm train data/mydata --init CHECKPOINT --n-train 64 --epochs 50
+
+  # a coefficient field with constant forcing: a Poisson checkpoint fine-tunes on it by name
+  np.savez("darcy.npz", source=np.ones(N), solution=u,     # u: (N, 64, 64)
+           diffusion_xx=a, diffusion_yy=a, diffusion_xy=np.zeros(N))   # a: (N, 64, 64)
+  pdefm import darcy.npz --inputs diffusion_xx,diffusion_yy,diffusion_xy --out data/darcy
 
 See docs/own-data.md.
 """
@@ -153,6 +162,13 @@ def add_import(sub) -> None:
     )
     p.add_argument("--family", help="dataset family name (default: the file's, else custom)")
     p.add_argument("--equation", help="equation text for the card (default: the file's)")
+    p.add_argument(
+        "--inputs",
+        type=_names,
+        metavar="NAME,...",
+        help="the file's input arrays besides source, in order, each a field (N, n, n) or a "
+        "constant (N,) (default: the file's input_names, else none)",
+    )
     p.add_argument(
         "--val-fraction", type=float, default=0.1, help="share of samples for val (default 0.1)"
     )
@@ -331,6 +347,11 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names (empty entries dropped)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _run_import(args: argparse.Namespace) -> int:
     from pdefm.data.card import load_card
     from pdefm.data.importer import import_dataset
@@ -344,6 +365,7 @@ def _run_import(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         seed=args.seed,
         progress=not args.quiet,
+        inputs=args.inputs,
     )
     card = load_card(out)
     counts, n = card.counts, card.resolution

@@ -127,6 +127,18 @@ def _check_channels(card: dict, path: Path) -> None:
                 f"{path} field channels.{key} must be a non-empty list of names, got "
                 f"{names!r:.60}; regenerate the dataset"
             )
+    inputs = card["channels"]["inputs"]
+    fields = card["channels"].get("fields", inputs[:1])
+    if (
+        not isinstance(fields, list)
+        or not fields
+        or fields[0] != inputs[0]
+        or any(f not in inputs for f in fields)
+    ):
+        raise PdefmError(
+            f"{path} field channels.fields must list input channels, the first input first, "
+            f"got {fields!r:.60}; regenerate the dataset"
+        )
 
 
 def split_file(root: str | Path, card: dict, split: str) -> Path:
@@ -253,6 +265,18 @@ class DatasetCard:
     @property
     def output_channels(self) -> list[str]:
         return list(self.data["channels"]["outputs"])
+
+    @property
+    def field_channels(self) -> list[str]:
+        """The inputs that vary in space, in input order: ``channels.fields`` (cards before
+        field inputs existed: just the first input, the source)."""
+        return list(self.data["channels"].get("fields", self.input_channels[:1]))
+
+    @property
+    def constant_channels(self) -> list[str]:
+        """The inputs with one value per sample (columns of the split's ``channels``)."""
+        fields = set(self.field_channels)
+        return [c for c in self.input_channels if c not in fields]
 
     def count(self, split: str) -> int:
         return int(self.data["counts"][split])

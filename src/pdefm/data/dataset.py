@@ -22,8 +22,9 @@ from pdefm.errors import PdefmError
 class PDEDataset(torch.utils.data.Dataset):
     """One split of a pdefm dataset, optionally restricted to a subset of indices.
 
-    ``ds[i]`` is ``(inputs, target)`` with inputs (C, n, n) float32 (the source, then each
-    coefficient as a constant channel, in ``ds.input_channels`` order) and target (1, n, n).
+    ``ds[i]`` is ``(inputs, target)`` with inputs (C, n, n) float32 in ``ds.input_channels``
+    order (the source first; a field input as stored, a constant input broadcast to a plane)
+    and target (1, n, n).
     """
 
     def __init__(self, root: str | Path, split: str = "train", indices: np.ndarray | None = None):
@@ -79,11 +80,15 @@ class PDEDataset(torch.utils.data.Dataset):
         """Samples at ``positions`` of this dataset: inputs (B, C, n, n), target (B, 1, n, n)."""
         rows = self.indices[np.asarray(positions, dtype=np.int64)]
         fields = store.read_fields(self._file(), rows)
-        source = torch.from_numpy(fields["source"])
         channels = torch.from_numpy(self.vectors()["channels"][rows]).to(torch.float32)
         n = self.resolution
-        consts = channels[:, :, None, None].expand(-1, -1, n, n)
-        inputs = torch.cat([source[:, None], consts], dim=1)
+        consts = self.card.constant_channels
+        planes = {c: channels[:, i, None, None].expand(-1, n, n) for i, c in enumerate(consts)}
+        field_names = self.card.field_channels
+        planes[field_names[0]] = torch.from_numpy(fields["source"])
+        for name in field_names[1:]:
+            planes[name] = torch.from_numpy(fields[f"{store.FIELD_GROUP}/{name}"])
+        inputs = torch.stack([planes[name] for name in self.input_channels], dim=1)
         return inputs, torch.from_numpy(fields["solution"])[:, None]
 
     def subset(self, n: int, seed: int = 0) -> PDEDataset:

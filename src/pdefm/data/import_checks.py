@@ -4,13 +4,13 @@ sample index); the result is an ``ImportLayout``."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from pdefm import catalogue
 from pdefm.data.import_files import _HELP, Arrays
+from pdefm.data.import_inputs import CONSTANT, FIELD, NAME, declared_inputs, input_kind
 from pdefm.errors import PdefmError
 
 MIN_RESOLUTION = 8
@@ -37,15 +37,21 @@ KNOWN_ARRAYS = (
     "parameter_name",
     "family",
     "equation",
+    "input_names",
 )
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_NAME = NAME
 
 
 @dataclass(frozen=True)
 class ImportLayout:
-    """What validation found: sizes, names and the small per-sample arrays (read whole)."""
+    """What validation found: sizes, names and the small per-sample arrays (read whole).
+
+    The model inputs are ``source`` (a field, or a constant broadcast to one), then the
+    declared inputs in their order, then the ``coefficients`` columns; ``fields`` names the
+    declared inputs that are fields and ``coefficient_names`` the constant ones (with the
+    coefficients columns), in input order, matching ``coefficients``' columns."""
 
     n_samples: int
     resolution: int
@@ -55,20 +61,40 @@ class ImportLayout:
     parameter_name: str  # "none" when the file has no parameter
     family: str
     equation: str
+    inputs: tuple[str, ...] = ()  # every input after source, in order; () = the coefficients
+    fields: tuple[str, ...] = ()  # the inputs after source that are fields
+    source_constant: bool = False  # source given as (N,): stored broadcast to a plane
+
+    @property
+    def input_channels(self) -> list[str]:
+        return ["source", *(self.inputs or self.coefficient_names)]
 
 
 def validate(
-    arrays: Arrays, family: str | None = None, equation: str | None = None
+    arrays: Arrays,
+    family: str | None = None,
+    equation: str | None = None,
+    inputs: list[str] | None = None,
 ) -> ImportLayout:
     """Check every array of the input (names, ranks, shapes, counts, values) and return its
-    ``ImportLayout``; the first problem is a one-line PdefmError naming the array and the fix."""
-    _check_names(arrays)
-    n, resolution = _check_fields(arrays)
+    ``ImportLayout``; the first problem is a one-line PdefmError naming the array and the fix.
+    ``inputs`` names the inputs besides source (default: the file's ``input_names``)."""
+    declared = declared_inputs(arrays, inputs, KNOWN_ARRAYS)
+    _check_names(arrays, declared)
+    kinds = {name: input_kind(arrays, name) for name in declared}
+    source_constant = "source" in arrays.names and input_kind(arrays, "source") == CONSTANT
+    fields = [name for name in declared if kinds[name] == FIELD]
+    spatial = ([] if source_constant else ["source"]) + ["solution", *fields]
+    n, resolution = _check_fields(arrays, spatial)
     names, coefficients = _read_coefficients(arrays, n)
+    constants = [name for name in declared if kinds[name] == CONSTANT]
+    names, coefficients = _with_constants(arrays, constants, names, coefficients, n)
     parameter, parameter_name = _read_parameter(arrays, n)
     family = _check_family(family if family is not None else _file_string(arrays, "family"))
     equation = equation if equation is not None else _file_string(arrays, "equation")
-    for name in ("source", "solution"):
+    if source_constant:
+        _check_finite_rows("source", arrays.whole("source"))
+    for name in spatial:
         _scan_field(arrays, name, n)
     return ImportLayout(
         n_samples=n,
@@ -79,43 +105,78 @@ def validate(
         parameter_name=parameter_name,
         family=family,
         equation=equation or DEFAULT_EQUATION,
+        inputs=(*declared, *names[len(constants) :]) if declared else (),
+        fields=tuple(fields),
+        source_constant=source_constant,
     )
 
 
-def _check_names(arrays: Arrays) -> None:
+def _with_constants(
+    arrays: Arrays, constants: list[str], names: tuple[str, ...], values: np.ndarray, n: int
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """The declared constant inputs (N,) first, then the coefficients columns."""
+    for name in constants:
+        if name in names:
+            raise PdefmError(
+                f"input {name!r} is also a coefficient_names entry; give each input once"
+            )
+        _check_real(arrays, name)
+        if arrays.shape(name) != (n,):
+            raise PdefmError(
+                f"{name} has shape {arrays.shape(name)}: a constant input needs (N,) = ({n},)"
+            )
+    columns = [np.asarray(arrays.whole(name), dtype=np.float64) for name in constants]
+    for name, col in zip(constants, columns, strict=True):
+        _check_finite_rows(name, col)
+    if not columns:
+        return names, values
+    return (*constants, *names), np.column_stack([*columns, values])
+
+
+def _check_names(arrays: Arrays, declared: list[str]) -> None:
     for name in ("source", "solution"):
         if name not in arrays.names:
             found = ", ".join(arrays.names) or "nothing"
+            shape = "(N, n, n) or, for a constant forcing, (N,)" if name == "source" else ""
             raise PdefmError(
-                f"{arrays.path} has no array `{name}` (found: {found}); add it as "
-                f"(N, n, n) ({_HELP})"
+                f"{arrays.path} has no array `{name}` (found: {found}); add it as {shape} ({_HELP})"
             )
-    unknown = [k for k in arrays.names if k not in KNOWN_ARRAYS]
+    unknown = [k for k in arrays.names if k not in KNOWN_ARRAYS and k not in declared]
     if unknown:
         raise PdefmError(
-            f"{arrays.path} holds unknown array `{unknown[0]}`; rename it to one of "
-            f"{', '.join(KNOWN_ARRAYS)} or remove it"
+            f"{arrays.path} holds unknown array `{unknown[0]}`; list it as an input "
+            f"(--inputs {unknown[0]} or input_names in the file), rename it to one of "
+            f"{', '.join(KNOWN_ARRAYS)}, or remove it"
         )
 
 
-def _check_fields(arrays: Arrays) -> tuple[int, int]:
-    """source and solution: rank, one channel, equal sample counts and square equal grids."""
-    shapes = {name: _field_shape(arrays, name) for name in ("source", "solution")}
-    (n, *grid), (n_u, *grid_u) = shapes["source"], shapes["solution"]
-    if n_u != n:
+def _check_fields(arrays: Arrays, names: list[str]) -> tuple[int, int]:
+    """The field arrays (source first when it is one, solution, the declared input fields):
+    rank, one channel, equal sample counts and square equal grids."""
+    shapes = {name: _field_shape(arrays, name) for name in names}
+    first = names[0]
+    n, *grid = shapes[first]
+    for name in names[1:]:
+        n_other, *grid_other = shapes[name]
+        if n_other != n:
+            raise PdefmError(
+                f"{name} has {n_other} samples but {first} has {n}; give every array the same "
+                "first dimension N"
+            )
+        if grid_other != grid:
+            raise PdefmError(
+                f"{name} grid {tuple(grid_other)} differs from {first} grid {tuple(grid)}; "
+                "sample every field on the same n x n grid"
+            )
+    if "source" in arrays.names and first != "source" and arrays.shape("source")[0] != n:
         raise PdefmError(
-            f"solution has {n_u} samples but source has {n}; give every array the same first "
-            "dimension N"
-        )
-    if grid_u != grid:
-        raise PdefmError(
-            f"solution grid {tuple(grid_u)} differs from source grid {tuple(grid)}; sample both "
-            "on the same n x n grid"
+            f"source has {arrays.shape('source')[0]} samples but solution has {n}; give every "
+            "array the same first dimension N"
         )
     if grid[0] != grid[1]:
         raise PdefmError(
-            f"source grid is {grid[0]} x {grid[1]}, not square; resample source and solution "
-            "onto an n x n grid"
+            f"{first} grid is {grid[0]} x {grid[1]}, not square; resample every field onto "
+            "an n x n grid"
         )
     if grid[0] < MIN_RESOLUTION:
         raise PdefmError(
@@ -140,11 +201,12 @@ def _field_shape(arrays: Arrays, name: str) -> tuple[int, int, int]:
                 "predict one field; import one output per dataset, e.g. solution[:, k]"
             )
         raise PdefmError(
-            f"source has shape {shape}: pdefm takes one source field; pass constant per-sample "
-            "inputs as coefficients (N, K) and drop the rest"
+            f"{name} has shape {shape}: {shape[1]} channels in one field; give each its own "
+            "name and list them as inputs (--inputs), or pass constants as (N,) arrays"
         )
     if len(shape) not in (3, 4):
-        raise PdefmError(f"{name} has shape {shape}: expected (N, n, n) or (N, 1, n, n)")
+        constant = "" if name == "solution" else " for a field, or (N,) for a constant"
+        raise PdefmError(f"{name} has shape {shape}: expected (N, n, n) or (N, 1, n, n){constant}")
     return (shape[0], shape[-2], shape[-1])
 
 

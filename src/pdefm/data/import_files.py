@@ -1,5 +1,6 @@
-"""Reading an import's input file: NPZ (never unpickled) or HDF5, as one ``Arrays`` interface
-that reads arrays whole or by rows."""
+"""Reading an import's input file: NPZ (never unpickled), HDF5, or a dict of tensors saved
+with ``torch.save`` (loaded with ``weights_only=True``: tensors, numbers and strings only, never
+arbitrary objects), as one ``Arrays`` interface that reads arrays whole or by rows."""
 
 from __future__ import annotations
 
@@ -130,22 +131,105 @@ class _H5Arrays:
         self._h5.close()
 
 
-Arrays = _NpzArrays | _H5Arrays
+class _TorchArrays:
+    """The entries of a ``torch.save``d dict (str -> tensor, number, string or list of
+    strings), loaded whole by torch's restricted loader (``weights_only=True``): a file that
+    needs anything else (a pickled object, a model) is refused without running it."""
+
+    def __init__(self, path: Path):
+        import torch  # only for .pt files: the rest of import starts without torch
+
+        self.path = path
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # the restricted unpickler raises several types
+            reason = str(exc).splitlines()[0][:160]
+            raise PdefmError(
+                f"{path} cannot be loaded as a dict of tensors with torch.load(weights_only="
+                f"True) ({reason}); pdefm never unpickles arbitrary objects: save a dict of "
+                "tensors, torch.save({'source': f, 'solution': u}, path), or use np.savez"
+            ) from None
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise PdefmError(
+                f"{path} holds a {type(data).__name__}, not a dict of named tensors; save "
+                "torch.save({'source': f, 'solution': u, ...}, path)"
+            )
+        self._arrays = {k: _as_array(path, k, v) for k, v in data.items()}
+        self.names = tuple(self._arrays)
+
+    def whole(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._arrays[name].shape
+
+    def dtype(self, name: str) -> np.dtype:
+        return self._arrays[name].dtype
+
+    def rows(self, name: str, index: np.ndarray) -> np.ndarray:
+        return self._arrays[name][index]
+
+    def close(self) -> None:
+        self._arrays = {}
+
+
+def _as_array(path: Path, name: str, value: object) -> np.ndarray:
+    """A .pt dict entry as numpy: tensors (float64 kept, bfloat16 widened), numbers, strings
+    and lists of strings."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.dtype in (torch.bfloat16, torch.float16):
+            value = value.to(torch.float32)
+        return value.numpy()
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return np.asarray(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return np.asarray(value, dtype=str)
+    raise PdefmError(
+        f"{name} in {path} is a {type(value).__name__}; store tensors, numbers, strings or "
+        "lists of strings"
+    )
+
+
+Arrays = _NpzArrays | _H5Arrays | _TorchArrays
+
+
+def _first_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(1)
+
+
+def _is_torch_zip(path: Path) -> bool:
+    """torch.save's zip archives hold ``<archive>/data.pkl``; NPZ archives hold ``*.npy``."""
+    with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(path) as zf:
+        return any(name.endswith("/data.pkl") or name == "data.pkl" for name in zf.namelist())
+    return False
 
 
 @contextlib.contextmanager
 def open_input(path: Path) -> Iterator[Arrays]:
-    """Open an NPZ or HDF5 file (told apart by content, not by suffix)."""
+    """Open an NPZ, HDF5 or torch.save file (told apart by content, not by suffix)."""
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
-        raise PdefmError(f"{path} {what}; give the NPZ or HDF5 file to import")
+        raise PdefmError(f"{path} {what}; give the NPZ, HDF5 or .pt file to import")
     if h5py.is_hdf5(path):
         arrays: Arrays = _H5Arrays(path)
+    elif _is_torch_zip(path):
+        arrays = _TorchArrays(path)
     elif zipfile.is_zipfile(path):
         arrays = _NpzArrays(path)
+    elif _first_byte(path) == b"\x80":
+        raise PdefmError(
+            f"{path} is a bare pickle (an old torch.save or pickle.dump); pdefm never "
+            "unpickles such files: save a dict of tensors with torch.save (the default zip "
+            "format) or the arrays with np.savez"
+        )
     else:
         raise PdefmError(
-            f"{path} is neither NPZ nor HDF5; save your arrays with np.savez or h5py ({_HELP})"
+            f"{path} is neither NPZ, HDF5 nor torch.save; save your arrays with np.savez, h5py "
+            f"or torch.save of a dict of tensors ({_HELP})"
         )
     try:
         yield arrays

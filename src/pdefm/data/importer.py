@@ -87,10 +87,12 @@ def import_dataset(
     test_fraction: float = 0.1,
     seed: int = 0,
     progress: bool = True,
+    inputs: list[str] | None = None,
 ) -> Path:
-    """Validate the NPZ/HDF5 file ``path`` (see the module docstring) and write it as a pdefm
-    dataset in ``out`` (new, empty, or this same import to finish or find finished).
-    ``family`` / ``equation`` override the file's. Returns ``out``.
+    """Validate the NPZ/HDF5/.pt file ``path`` (see the module docstring) and write it as a
+    pdefm dataset in ``out`` (new, empty, or this same import to finish or find finished).
+    ``family`` / ``equation`` override the file's, ``inputs`` (names of the file's input
+    arrays besides source, fields or constants) its ``input_names``. Returns ``out``.
 
     Every check comes before ``out`` is created; an interrupted import resumes block by block
     when rerun (``writer.write_dataset``), and restarts if the input file changed meanwhile."""
@@ -98,9 +100,11 @@ def import_dataset(
     writer.check_out(out)
     check_options(val_fraction, test_fraction, seed)
     with open_input(path) as arrays:
-        layout = validate(arrays, family, equation)
+        layout = validate(arrays, family, equation, inputs)
         splits = split_indices(layout.n_samples, val_fraction, test_fraction, seed)
         options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
+        if inputs is not None:
+            options["inputs"] = list(inputs)
         source = ImportSource(arrays, layout, splits, options, file_sha256(path))
         if writer.finished(out, source) is None:
             if not (out / cards.PROGRESS_NAME).is_file():
@@ -111,7 +115,8 @@ def import_dataset(
 
 def _check_disk(layout: ImportLayout, out: Path) -> None:
     """Refuse an import the disk cannot hold: float32 fields plus the per-sample vectors."""
-    per_sample = 8 * layout.resolution**2 + 8 * (len(layout.coefficient_names) * 2 + 8)
+    fields = 2 + len(layout.fields)
+    per_sample = 4 * fields * layout.resolution**2 + 8 * (len(layout.coefficient_names) * 2 + 8)
     check_disk(
         out, layout.n_samples * per_sample, "import", "free disk space or choose another --out"
     )
@@ -164,7 +169,8 @@ class ImportSource:
     def layout(self, split: str) -> SplitLayout:
         names = tuple(self.file_layout.coefficient_names)
         n = self.file_layout.resolution
-        return SplitLayout(len(self.splits[split]), BLOCK_SIZE, n, len(names), names)
+        count = len(self.splits[split])
+        return SplitLayout(count, BLOCK_SIZE, n, len(names), names, fields=self.file_layout.fields)
 
     @contextlib.contextmanager
     def reading(self, split: str) -> Iterator[writer.BlockReader]:
@@ -185,8 +191,8 @@ def _block_arrays(arrays: Arrays, layout: ImportLayout, rows: np.ndarray) -> dic
     """The file's samples ``rows`` in the on-disk layout of ``store`` (same keys and dtypes
     as ``store.read_rows`` returns, so the digest can be recomputed from the split file)."""
     b, n = len(rows), layout.resolution
-    source = arrays.rows("source", rows).reshape(b, n, n).astype(np.float32)
-    solution = arrays.rows("solution", rows).reshape(b, n, n).astype(np.float32)
+    source = _field_rows(arrays, "source", rows, n, layout.source_constant)
+    solution = _field_rows(arrays, "solution", rows, n)
     channels = np.ascontiguousarray(layout.coefficients[rows])
     block = {
         "source": source,
@@ -200,7 +206,23 @@ def _block_arrays(arrays: Arrays, layout: ImportLayout, rows: np.ndarray) -> dic
     }
     for i, name in enumerate(layout.coefficient_names):
         block[f"coefficients/{name}"] = np.ascontiguousarray(channels[:, i])
+    for name in layout.fields:
+        field = _field_rows(arrays, name, rows, n)
+        block[f"{store.FIELD_GROUP}/{name}"] = field
+        block[f"{store.FIELD_NORM_GROUP}/{name}"] = _rms(field)
     return block
+
+
+def _field_rows(
+    arrays: Arrays, name: str, rows: np.ndarray, n: int, constant: bool = False
+) -> np.ndarray:
+    """Rows of a field as (B, n, n) float32; a constant (N,) array broadcast to planes."""
+    values = arrays.rows(name, rows)
+    if constant:
+        return np.ascontiguousarray(
+            np.broadcast_to(values[:, None, None], (len(rows), n, n)), np.float32
+        )
+    return values.reshape(len(rows), n, n).astype(np.float32)
 
 
 def _rms(field: np.ndarray) -> np.ndarray:
@@ -231,7 +253,11 @@ def build_card(source: ImportSource, root: Path, hashes: dict[str, str]) -> dict
         "family_config": {},
         "parameter": _parameter_entry(layout, declared),
         "grid": _grid(layout.resolution),
-        "channels": {"inputs": ["source", *layout.coefficient_names], "outputs": ["solution"]},
+        "channels": {
+            "inputs": layout.input_channels,
+            "fields": ["source", *layout.fields],
+            "outputs": ["solution"],
+        },
         # One source "level" (all 0): PDEDataset.subset balances over len(sparsity_levels).
         "source_law": {"kind": "imported", "sparsity_levels": [0.0]},
         "seed": options["seed"],
@@ -240,7 +266,7 @@ def build_card(source: ImportSource, root: Path, hashes: dict[str, str]) -> dict
         "content_hash": hashes,
         "realised": realised,
         "normalisation": stats.normalisation_stats(
-            vectors["train"], list(layout.coefficient_names)
+            vectors["train"], list(layout.coefficient_names), list(layout.fields)
         ),
         "warnings": [],
         "command": source.command,
@@ -288,6 +314,8 @@ def import_command(source_file: Path, layout: ImportLayout, options: dict) -> st
     ]
     if layout.equation != DEFAULT_EQUATION:
         parts.append(f"--equation={shlex.quote(layout.equation)}")
+    if "inputs" in options:
+        parts.append(f"--inputs={shlex.quote(','.join(options['inputs']))}")
     parts += [
         f"--val-fraction {float(options['val_fraction'])!r}",
         f"--test-fraction {float(options['test_fraction'])!r}",

@@ -108,6 +108,13 @@ def _check_members(members: list[_Member]) -> None:
     paths = [str(m.path.resolve()) for m in members]
     if len(set(paths)) < len(paths):
         raise PdefmError("a member dataset is listed twice; give each directory once")
+    for m in members:
+        extra = m.card.field_channels[1:]
+        if extra:
+            raise PdefmError(
+                f"member {m.path} has input fields besides the source ({', '.join(extra)}); "
+                "mixtures copy constant channels only: mix datasets without field inputs"
+            )
 
 
 # -- choosing samples -----------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pdefm.data import store
+
 HISTOGRAM_BINS = 20
 
 
@@ -48,25 +50,36 @@ def acceptance_summary(parameter: np.ndarray, attempts: np.ndarray) -> dict:
     return out
 
 
-def normalisation_stats(vectors: dict[str, np.ndarray], channel_names: list[str]) -> dict:
+def normalisation_stats(
+    vectors: dict[str, np.ndarray], channel_names: list[str], fields: list[str] = ()
+) -> dict:
     """Statistics of the train split used to normalise model inputs (see the training docs):
-    the median source norm, and per coefficient channel its median |value| and moments."""
+    the median source norm, per constant channel its median |value| and moments, and per extra
+    input field (``fields``) the same of its per-sample RMS ||a|| = sqrt(mean(a^2)), which for
+    a constant plane is its |value|: a channel's scale means the same whether it is stored as
+    a constant or as a field."""
     channels = vectors["channels"]
-    per_channel = {}
-    for i, name in enumerate(channel_names):
-        col = channels[:, i]
+    per_channel = {name: _channel(channels[:, i]) for i, name in enumerate(channel_names)}
+    for name in fields:
         per_channel[name] = {
-            "median_abs": float(np.median(np.abs(col))),
-            "mean": float(col.mean()),
-            "std": float(col.std()),
-            "min": float(col.min()),
-            "max": float(col.max()),
+            **_channel(vectors[f"{store.FIELD_NORM_GROUP}/{name}"]),
+            "kind": "field_rms",
         }
     return {
         "split": "train",
         "source_norm": _moments(vectors["source_norm"]),
         "solution_norm": _moments(vectors["solution_norm"]),
         "channels": per_channel,
+    }
+
+
+def _channel(col: np.ndarray) -> dict:
+    return {
+        "median_abs": float(np.median(np.abs(col))),
+        "mean": float(col.mean()),
+        "std": float(col.std()),
+        "min": float(col.min()),
+        "max": float(col.max()),
     }
 
 

@@ -12,6 +12,16 @@ One file per split, one row per sample:
     solution_norm (N,)      float64   ||u||, likewise
     coefficients/NAME (N,)  float64   every per-sample coefficient (e.g. theta, l, v)
 
+Datasets with input fields besides the source (a coefficient field such as a permeability
+a(x), imported or generated) add, per such field NAME, in the card's input order:
+
+    fields/NAME       (N, n, n) float32   the field, chunked like source
+    field_norms/NAME  (N,)      float64   its per-sample ||a|| = sqrt(mean(a^2))
+
+A constant input (one value per sample) is a column of ``channels``; a field input is in
+``fields``: the reader broadcasts the first to a plane, so to a model the two are the same
+input, matched by name.
+
 Mixtures (``pdefm.data.mixture``) add two optional vectors:
 
     member        (N,)      int64     index of the member dataset in the card's ``members``
@@ -34,6 +44,8 @@ FIELDS = ("source", "solution")
 VECTORS = ("parameter", "sparsity", "attempts", "source_norm", "solution_norm")
 OPTIONAL_VECTORS = ("member", "origin_row")  # int64, mixtures only
 FORMAT = "pdefm.dataset.split"
+FIELD_GROUP = "fields"  # input fields besides the source, by name
+FIELD_NORM_GROUP = "field_norms"  # their per-sample RMS
 
 
 def create_split(
@@ -43,9 +55,11 @@ def create_split(
     n_channels: int,
     names: list[str],
     optional: tuple[str, ...] = (),
+    fields: tuple[str, ...] = (),
 ):
     """Create an empty split file with every dataset allocated (plus the ``optional``
-    vectors among ``OPTIONAL_VECTORS``); returns it open for writing."""
+    vectors among ``OPTIONAL_VECTORS`` and the extra input ``fields``); returns it open for
+    writing."""
     h5 = h5py.File(path, "w")
     h5.attrs["format"] = FORMAT
     kw = {"track_times": False}  # timestamps would make identical datasets differ in bytes
@@ -61,6 +75,13 @@ def create_split(
     group = h5.create_group("coefficients", track_order=True)
     for name in names:
         group.create_dataset(name, (n,), "f8", **kw)
+    if fields:
+        extra = h5.create_group(FIELD_GROUP, track_order=True)
+        norms = h5.create_group(FIELD_NORM_GROUP, track_order=True)
+        for name in fields:
+            shape = (n, resolution, resolution)
+            extra.create_dataset(name, shape, "f4", chunks=(1, resolution, resolution), **kw)
+            norms.create_dataset(name, (n,), "f8", **kw)
     h5.flush()
     return h5
 
@@ -86,7 +107,17 @@ def read_rows(h5: h5py.File, start: int, stop: int) -> dict[str, np.ndarray]:
     """Every array's rows [start, stop), keyed as in ``write_rows``."""
     keys = [*FIELDS, *VECTORS, "channels", *_optional(h5)]
     keys += [f"coefficients/{k}" for k in h5["coefficients"]]
+    keys += [f"{group}/{k}" for group in (FIELD_GROUP, FIELD_NORM_GROUP) for k in _group(h5, group)]
     return {key: h5[key][start:stop] for key in keys}
+
+
+def extra_fields(h5: h5py.File) -> list[str]:
+    """Names of the input fields besides the source, in the order they were written."""
+    return _group(h5, FIELD_GROUP)
+
+
+def _group(h5: h5py.File, name: str) -> list[str]:
+    return list(h5[name]) if name in h5 else []
 
 
 def open_split(path: Path, count: int | None = None, fix: str = "") -> h5py.File:
@@ -130,6 +161,7 @@ def read_vectors(h5: h5py.File) -> dict[str, np.ndarray]:
     out = {name: h5[name][...] for name in (*VECTORS, *_optional(h5))}
     out["channels"] = h5["channels"][...]
     out.update({f"coefficients/{k}": v[...] for k, v in h5["coefficients"].items()})
+    out.update({f"{FIELD_NORM_GROUP}/{k}": h5[FIELD_NORM_GROUP][k][...] for k in extra_fields(h5)})
     return out
 
 
@@ -138,13 +170,14 @@ def _optional(h5: h5py.File) -> list[str]:
 
 
 def read_fields(h5: h5py.File, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """source and solution rows at ``indices`` (any order, repeats allowed): (B, n, n) float32.
+    """source, solution and every extra input field (key ``fields/NAME``) at ``indices`` (any
+    order, repeats allowed): (B, n, n) float32 each.
 
     h5py needs increasing unique indices, so rows are read sorted and put back in order."""
     indices = np.asarray(indices, dtype=np.int64)
     unique, inverse = np.unique(indices, return_inverse=True)
     out = {}
-    for name in FIELDS:
+    for name in (*FIELDS, *(f"{FIELD_GROUP}/{k}" for k in extra_fields(h5))):
         ds = h5[name]
         if len(unique) and unique[-1] - unique[0] + 1 == len(unique):
             rows = ds[unique[0] : unique[-1] + 1]  # a contiguous run: one slice read

@@ -62,6 +62,7 @@ class SplitLayout:
     n_channels: int
     coefficient_names: tuple[str, ...]
     optional: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()  # input fields besides the source (``store.FIELD_GROUP``)
 
     @property
     def n_blocks(self) -> int:
@@ -384,4 +385,5 @@ def _open_partial(
         layout.n_channels,
         list(layout.coefficient_names),
         optional=layout.optional,
+        fields=layout.fields,
     )
