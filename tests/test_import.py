@@ -33,6 +33,7 @@ def own_arrays(n: int = N, res: int = RES, seed: int = 0) -> dict:
         "parameter": rng.permutation(n) + rng.uniform(0, 0.5, size=n),
         "parameter_name": np.array("e"),
         "family": np.array("darcy-own"),
+        "x_axis": np.array(0),
     }
 
 
@@ -143,9 +144,15 @@ def test_minimal_file_and_verify(tmp_path, capsys):
     fields = {"source": rng.normal(size=(200, 8, 8)), "solution": rng.normal(size=(200, 8, 8))}
     out = tmp_path / "d"
     path = write_npz(tmp_path / "m.npz", fields)
-    assert main(["import", str(path), "--out", str(out), "--quiet"]) == 0
+    code, _, err = cli(capsys, "import", str(path), "--out", str(out), "--quiet")
+    assert_one_line_error(code, err, "which array axis of the fields is x", "--x-axis 0")
+    assert not out.exists()
+    assert main(["import", str(path), "--out", str(out), "--x-axis", "0", "--quiet"]) == 0
     card = load_card(out).to_json()
     assert card["channels"]["inputs"] == ["source"] and card["parameter"]["name"] == "none"
+    assert card["grid"]["boundary"] == dict.fromkeys(("x_low", "x_high", "y_low", "y_high"),
+                                                     "periodic")  # fmt: skip
+    assert card["grid"]["periodic"] and "--x-axis 0" in card["command"]
     assert card["family"] == "custom" and card["counts"]["train"] > 2 * importer.BLOCK_SIZE
     code, text, err = cli(capsys, "inspect", str(out), "--verify")
     assert code == 0, err

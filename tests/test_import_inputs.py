@@ -35,6 +35,7 @@ def darcy_like(n: int = N, res: int = RES, seed: int = 0) -> dict:
         "diffusion_yy": a,
         "diffusion_xy": np.zeros(n),
         "parameter": rng.permutation(n) + 0.25,
+        "x_axis": np.array(0),
     }
 
 
@@ -131,6 +132,7 @@ def test_a_checkpoint_with_a_constant_channel_fine_tunes_on_its_field(tmp_path):
         "source": rng.normal(size=(N, RES, RES)),
         "solution": rng.normal(size=(N, RES, RES)),
         "diffusion_xx": rng.uniform(1, 3, size=N),
+        "x_axis": np.array(0),
     }
     a_const = importer.import_dataset(
         write(tmp_path / "c.npz", const), tmp_path / "c", inputs=["diffusion_xx"], progress=False
@@ -259,3 +261,69 @@ def test_a_dataset_with_field_inputs_is_refused_as_a_mixture_member(tmp_path):
     with pytest.raises(PdefmError, match="input fields besides the source.*diffusion_xx"):
         mix_datasets(spec, tmp_path / "mix", progress=False)
     assert not (tmp_path / "mix").exists()
+
+
+# -- the grid: which axis is x, the domain, the boundary of each side -----------------------
+def test_fields_indexed_y_first_are_transposed_on_import(tmp_path):
+    arrays = darcy_like()
+    path = write(tmp_path / "yx.npz", {**arrays, "x_axis": np.array(1)})
+    out = importer.import_dataset(path, tmp_path / "d", inputs=INPUTS, progress=False)
+    ds = PDEDataset(out, "train")
+    x, y = ds.batch([0])
+    i = rows_of(ds, arrays)[0]
+    np.testing.assert_array_equal(x[0, 1].numpy(), arrays["diffusion_xx"][i].T.astype(np.float32))
+    np.testing.assert_array_equal(y[0, 0].numpy(), arrays["solution"][i].T.astype(np.float32))
+    assert load_card(out).grid["x_axis"] == 0  # stored in pdefm's convention
+    ds.close()
+
+
+def test_coordinates_give_the_axis_and_the_domain(tmp_path):
+    n = RES
+    xs, ys = np.linspace(0.0, 2.0, n), np.linspace(-1.0, 1.0, n)
+    X, Y = np.meshgrid(xs, ys)  # "xy" indexing: x varies along axis 1
+    arrays = {k: v for k, v in darcy_like().items() if k != "x_axis"}
+    path = write(tmp_path / "c.npz", {**arrays, "x": X, "y": Y, "boundary": np.array("dirichlet")})
+    out = importer.import_dataset(path, tmp_path / "d", inputs=INPUTS, progress=False)
+    card = load_card(out)
+    assert card.grid["domain"] == [[0.0, 2.0], [-1.0, 1.0]] and not card.periodic
+    assert card.boundary == dict.fromkeys(("x_low", "x_high", "y_low", "y_high"), "dirichlet")
+    ds = PDEDataset(out, "train")
+    i = rows_of(ds, arrays)[0]
+    np.testing.assert_array_equal(ds.batch([0])[1][0, 0].numpy(), arrays["solution"][i].T
+                                  .astype(np.float32))  # fmt: skip
+    ds.close()
+    with pytest.raises(PdefmError, match="x axis 0 contradicts the coordinate arrays.*axis 1"):
+        importer.import_dataset(path, tmp_path / "e", inputs=INPUTS, x_axis=0, progress=False)
+    # periodic: the domain ends one spacing after the last point
+    path = write(tmp_path / "p.npz", {**arrays, "x": X.T, "y": Y.T})
+    card = load_card(importer.import_dataset(path, tmp_path / "p", inputs=INPUTS, progress=False))
+    step = 2.0 / (n - 1)
+    assert card.grid["domain"][0] == pytest.approx([0.0, 2.0 + step]) and card.periodic
+
+
+@pytest.mark.parametrize(
+    "boundary,needle",
+    [
+        ("robin", "boundary 'robin' is not known; use one of periodic, dirichlet, neumann"),
+        ("x=periodic,y_low=dirichlet", "no condition for y_high"),
+        ("x_low=periodic,x_high=dirichlet,y=neumann", "periodic on one x side only"),
+        ("z=dirichlet", "boundary side 'z' is not known"),
+    ],
+)
+def test_bad_boundaries_are_one_line_errors(tmp_path, boundary, needle):
+    path = write(tmp_path / "own.npz", darcy_like())
+    with pytest.raises(PdefmError, match=_escape(needle)):
+        importer.import_dataset(path, tmp_path / "d", inputs=INPUTS, boundary=boundary,
+                                progress=False)  # fmt: skip
+    assert not (tmp_path / "d").exists()
+
+
+def test_mixed_boundaries_are_recorded_per_side(tmp_path):
+    path = write(tmp_path / "own.npz", darcy_like())
+    spec = "x=periodic,y_low=dirichlet,y_high=neumann"
+    out = importer.import_dataset(path, tmp_path / "d", inputs=INPUTS, boundary=spec,
+                                  progress=False)  # fmt: skip
+    card = load_card(out)
+    assert card.boundary == {"x_low": "periodic", "x_high": "periodic", "y_low": "dirichlet",
+                             "y_high": "neumann"}  # fmt: skip
+    assert not card.periodic and f"--boundary={spec}" in card.command

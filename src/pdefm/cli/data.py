@@ -121,23 +121,28 @@ the file (NPZ, HDF5 top-level datasets, or a torch.save'd dict of tensors) with 
   parameter          (N,)     optional: the physics parameter per sample (the shift axis)
   parameter_name     string   optional name of the parameter
   family, equation   strings  optional descriptions (--family / --equation override them)
+  x, y               (n,) or (n, n)  optional coordinates (2-D ones say which axis is x)
+  x_axis, boundary   int, string     optional: as --x-axis and --boundary
 
-The grid is taken as periodic on the unit square, n >= 8. Training divides f and u by the same
-per-example factor, which assumes u is linear in f. Samples are split at random (seeded) into
-train/val/test; the card records the file's path and SHA-256.
+The grid is n x n, n >= 8. Say which array axis is x (--x-axis, or x_axis / 2-D coordinate
+arrays x, y in the file) and the boundary of each side (--boundary, default periodic); both go
+on the card. Training divides f and u by the same per-example factor, which assumes u is
+linear in f. Samples are split at random (seeded) into train/val/test; the card records the
+file's path and SHA-256.
 
 example:
   np.savez("mydata.npz", source=f, solution=u,             # f, u: (N, 64, 64)
            coefficients=np.stack([kxx, kyy, kxy], 1),      # (N, 3)
            coefficient_names=np.array(["diffusion_xx", "diffusion_yy", "diffusion_xy"]),
            parameter=e, parameter_name="e", family="darcy-own")
-  pdefm import mydata.npz --out data/mydata
+  pdefm import mydata.npz --x-axis 0 --out data/mydata
   pdefm train data/mydata --init CHECKPOINT --n-train 64 --epochs 50
 
   # a coefficient field with constant forcing: a Poisson checkpoint fine-tunes on it by name
   np.savez("darcy.npz", source=np.ones(N), solution=u,     # u: (N, 64, 64)
            diffusion_xx=a, diffusion_yy=a, diffusion_xy=np.zeros(N))   # a: (N, 64, 64)
-  pdefm import darcy.npz --inputs diffusion_xx,diffusion_yy,diffusion_xy --out data/darcy
+  pdefm import darcy.npz --inputs diffusion_xx,diffusion_yy,diffusion_xy --x-axis 0 \
+      --boundary dirichlet --out data/darcy
 
 See docs/own-data.md.
 """
@@ -168,6 +173,21 @@ def add_import(sub) -> None:
         metavar="NAME,...",
         help="the file's input arrays besides source, in order, each a field (N, n, n) or a "
         "constant (N,) (default: the file's input_names, else none)",
+    )
+    p.add_argument(
+        "--x-axis",
+        type=int,
+        choices=(0, 1),
+        help="which array axis of the fields is x: 0 for [sample, x, y] (pdefm's), 1 for "
+        "[sample, y, x] (meshgrid's default; transposed on import). Needed unless the file "
+        "has x_axis or 2-D coordinate arrays x, y",
+    )
+    p.add_argument(
+        "--boundary",
+        metavar="SPEC",
+        help="boundary condition: periodic, dirichlet or neumann on every side, or per axis / "
+        "side, e.g. x=periodic,y=dirichlet or x_low=dirichlet,x_high=neumann,y=periodic "
+        "(default: the file's boundary, else periodic)",
     )
     p.add_argument(
         "--val-fraction", type=float, default=0.1, help="share of samples for val (default 0.1)"
@@ -366,6 +386,8 @@ def _run_import(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         inputs=args.inputs,
+        x_axis=args.x_axis,
+        boundary=args.boundary,
     )
     card = load_card(out)
     counts, n = card.counts, card.resolution

@@ -255,6 +255,17 @@ class DatasetCard:
         return dict(self.data["grid"])
 
     @property
+    def periodic(self) -> bool:
+        """Periodic on every side (generated data, and cards that say nothing)."""
+        return bool(self.data["grid"].get("periodic", True))
+
+    @property
+    def boundary(self) -> dict[str, str]:
+        """side (x_low, x_high, y_low, y_high) -> periodic, dirichlet or neumann."""
+        sides = ("x_low", "x_high", "y_low", "y_high")
+        return dict(self.data["grid"].get("boundary", dict.fromkeys(sides, "periodic")))
+
+    @property
     def resolution(self) -> int:
         return int(self.data["grid"]["resolution"])
 

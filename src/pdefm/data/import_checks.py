@@ -10,6 +10,7 @@ import numpy as np
 
 from pdefm import catalogue
 from pdefm.data.import_files import _HELP, Arrays
+from pdefm.data.import_grid import GRID_ARRAYS, GridInfo, read_grid
 from pdefm.data.import_inputs import CONSTANT, FIELD, NAME, declared_inputs, input_kind
 from pdefm.errors import PdefmError
 
@@ -38,6 +39,7 @@ KNOWN_ARRAYS = (
     "family",
     "equation",
     "input_names",
+    *GRID_ARRAYS,
 )
 
 
@@ -61,6 +63,7 @@ class ImportLayout:
     parameter_name: str  # "none" when the file has no parameter
     family: str
     equation: str
+    grid: GridInfo  # x axis of the file, domain, boundary of each side
     inputs: tuple[str, ...] = ()  # every input after source, in order; () = the coefficients
     fields: tuple[str, ...] = ()  # the inputs after source that are fields
     source_constant: bool = False  # source given as (N,): stored broadcast to a plane
@@ -75,10 +78,13 @@ def validate(
     family: str | None = None,
     equation: str | None = None,
     inputs: list[str] | None = None,
+    x_axis: int | None = None,
+    boundary: str | None = None,
 ) -> ImportLayout:
     """Check every array of the input (names, ranks, shapes, counts, values) and return its
     ``ImportLayout``; the first problem is a one-line PdefmError naming the array and the fix.
-    ``inputs`` names the inputs besides source (default: the file's ``input_names``)."""
+    ``inputs`` names the inputs besides source (default: the file's ``input_names``);
+    ``x_axis`` and ``boundary`` describe the grid (see ``import_grid.read_grid``)."""
     declared = declared_inputs(arrays, inputs, KNOWN_ARRAYS)
     _check_names(arrays, declared)
     kinds = {name: input_kind(arrays, name) for name in declared}
@@ -86,6 +92,7 @@ def validate(
     fields = [name for name in declared if kinds[name] == FIELD]
     spatial = ([] if source_constant else ["source"]) + ["solution", *fields]
     n, resolution = _check_fields(arrays, spatial)
+    grid = read_grid(arrays, resolution, x_axis, boundary)
     names, coefficients = _read_coefficients(arrays, n)
     constants = [name for name in declared if kinds[name] == CONSTANT]
     names, coefficients = _with_constants(arrays, constants, names, coefficients, n)
@@ -108,6 +115,7 @@ def validate(
         inputs=(*declared, *names[len(constants) :]) if declared else (),
         fields=tuple(fields),
         source_constant=source_constant,
+        grid=grid,
     )
 
 

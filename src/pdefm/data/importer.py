@@ -88,11 +88,15 @@ def import_dataset(
     seed: int = 0,
     progress: bool = True,
     inputs: list[str] | None = None,
+    x_axis: int | None = None,
+    boundary: str | None = None,
 ) -> Path:
     """Validate the NPZ/HDF5/.pt file ``path`` (see the module docstring) and write it as a
     pdefm dataset in ``out`` (new, empty, or this same import to finish or find finished).
     ``family`` / ``equation`` override the file's, ``inputs`` (names of the file's input
-    arrays besides source, fields or constants) its ``input_names``. Returns ``out``.
+    arrays besides source, fields or constants) its ``input_names``, ``x_axis`` (which array
+    axis of the fields is x) and ``boundary`` (e.g. "dirichlet") its grid description.
+    Returns ``out``.
 
     Every check comes before ``out`` is created; an interrupted import resumes block by block
     when rerun (``writer.write_dataset``), and restarts if the input file changed meanwhile."""
@@ -100,11 +104,12 @@ def import_dataset(
     writer.check_out(out)
     check_options(val_fraction, test_fraction, seed)
     with open_input(path) as arrays:
-        layout = validate(arrays, family, equation, inputs)
+        layout = validate(arrays, family, equation, inputs, x_axis, boundary)
         splits = split_indices(layout.n_samples, val_fraction, test_fraction, seed)
         options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
-        if inputs is not None:
-            options["inputs"] = list(inputs)
+        for key, value in (("inputs", inputs), ("x_axis", x_axis), ("boundary", boundary)):
+            if value is not None:
+                options[key] = list(value) if key == "inputs" else value
         source = ImportSource(arrays, layout, splits, options, file_sha256(path))
         if writer.finished(out, source) is None:
             if not (out / cards.PROGRESS_NAME).is_file():
@@ -191,8 +196,9 @@ def _block_arrays(arrays: Arrays, layout: ImportLayout, rows: np.ndarray) -> dic
     """The file's samples ``rows`` in the on-disk layout of ``store`` (same keys and dtypes
     as ``store.read_rows`` returns, so the digest can be recomputed from the split file)."""
     b, n = len(rows), layout.resolution
-    source = _field_rows(arrays, "source", rows, n, layout.source_constant)
-    solution = _field_rows(arrays, "solution", rows, n)
+    transpose = layout.grid.file_x_axis == 1
+    source = _field_rows(arrays, "source", rows, n, transpose, layout.source_constant)
+    solution = _field_rows(arrays, "solution", rows, n, transpose)
     channels = np.ascontiguousarray(layout.coefficients[rows])
     block = {
         "source": source,
@@ -207,17 +213,20 @@ def _block_arrays(arrays: Arrays, layout: ImportLayout, rows: np.ndarray) -> dic
     for i, name in enumerate(layout.coefficient_names):
         block[f"coefficients/{name}"] = np.ascontiguousarray(channels[:, i])
     for name in layout.fields:
-        field = _field_rows(arrays, name, rows, n)
+        field = _field_rows(arrays, name, rows, n, transpose)
         block[f"{store.FIELD_GROUP}/{name}"] = field
         block[f"{store.FIELD_NORM_GROUP}/{name}"] = _rms(field)
     return block
 
 
 def _field_rows(
-    arrays: Arrays, name: str, rows: np.ndarray, n: int, constant: bool = False
+    arrays: Arrays, name: str, rows: np.ndarray, n: int, transpose: bool, constant: bool = False
 ) -> np.ndarray:
-    """Rows of a field as (B, n, n) float32; a constant (N,) array broadcast to planes."""
+    """Rows of a field as (B, n, n) float32, x first (the file's [sample, y, x]
+    transposed when ``transpose``); a constant (N,) array broadcast to planes."""
     values = arrays.rows(name, rows)
+    if transpose and not constant:
+        values = values.reshape(len(rows), n, n).transpose(0, 2, 1)
     if constant:
         return np.ascontiguousarray(
             np.broadcast_to(values[:, None, None], (len(rows), n, n)), np.float32
@@ -252,7 +261,7 @@ def build_card(source: ImportSource, root: Path, hashes: dict[str, str]) -> dict
         "equation": layout.equation,
         "family_config": {},
         "parameter": _parameter_entry(layout, declared),
-        "grid": _grid(layout.resolution),
+        "grid": _grid(layout),
         "channels": {
             "inputs": layout.input_channels,
             "fields": ["source", *layout.fields],
@@ -295,13 +304,8 @@ def _parameter_entry(layout: ImportLayout, declared: dict) -> dict:
     }
 
 
-def _grid(n: int) -> dict:
-    return {
-        "resolution": n,
-        "domain": [[0.0, 1.0], [0.0, 1.0]],
-        "periodic": True,  # assumed, as documented: the file cannot say otherwise
-        "points": "x_i = i / n",
-    }
+def _grid(layout: ImportLayout) -> dict:
+    return layout.grid.card(layout.resolution)
 
 
 def import_command(source_file: Path, layout: ImportLayout, options: dict) -> str:
@@ -316,6 +320,10 @@ def import_command(source_file: Path, layout: ImportLayout, options: dict) -> st
         parts.append(f"--equation={shlex.quote(layout.equation)}")
     if "inputs" in options:
         parts.append(f"--inputs={shlex.quote(','.join(options['inputs']))}")
+    if "x_axis" in options:
+        parts.append(f"--x-axis {options['x_axis']}")
+    if "boundary" in options:
+        parts.append(f"--boundary={shlex.quote(options['boundary'])}")
     parts += [
         f"--val-fraction {float(options['val_fraction'])!r}",
         f"--test-fraction {float(options['test_fraction'])!r}",

@@ -55,6 +55,23 @@ def inspect_dataset(
     return "\n".join(lines)
 
 
+def _boundary_text(sides: dict[str, str]) -> str:
+    """ "periodic" when every side agrees, else "x periodic, y_low dirichlet, ..."."""
+    if len(set(sides.values())) == 1:
+        return next(iter(sides.values()))
+    per_axis = []
+    for axis in ("x", "y"):
+        low, high = sides[f"{axis}_low"], sides[f"{axis}_high"]
+        per_axis += [f"{axis} {low}"] if low == high else [f"{axis}_low {low}, {axis}_high {high}"]
+    return ", ".join(per_axis)
+
+
+def _inputs_text(card) -> str:
+    """Input names, fields marked: "source (field), diffusion_xx (field), diffusion_xy"."""
+    fields = set(card.field_channels)
+    return ", ".join(f"{c} (field)" if c in fields else c for c in card.input_channels)
+
+
 def _check_png(png: Path) -> Path:
     """Where the figure goes: a .png file whose folder exists."""
     if png.suffix.lower() != ".png":
@@ -95,8 +112,8 @@ def summary_lines(card: DatasetCard) -> list[str]:
         f"  parameter {p['name']} ({p['description']}), declared "
         f"{declared['kind']} on [{declared['low']:g}, {declared['high']:g}]"
         + (f", support {declared['support']}" if "support" in declared else ""),
-        f"  grid {n}x{n} periodic; inputs {', '.join(card.input_channels)}; "
-        f"output {', '.join(card.output_channels)}",
+        f"  grid {n}x{n} {_boundary_text(card.boundary)}; inputs "
+        f"{_inputs_text(card)}; output {', '.join(card.output_channels)}",
         "  samples "
         + ", ".join(f"{s} {card.count(s)}" for s in SPLITS)
         + f"; seed {card.seed}; generator v{card.generator_version}",
