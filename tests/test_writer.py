@@ -44,7 +44,8 @@ def members(tmp_path_factory) -> list[Path]:
 def own_file(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("own") / "own.npz"
-    np.savez(path, source=rng.normal(size=(250, 16, 16)), solution=rng.normal(size=(250, 16, 16)))
+    fields = {k: rng.normal(size=(250, 16, 16)) for k in ("source", "solution")}
+    np.savez(path, **fields, x_axis=0)
     return path
 
 
