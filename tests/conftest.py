@@ -16,7 +16,12 @@ from pdefm import catalogue
 from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec
 
-RANGES = {"poisson": (1.0, 5.0), "advection_diffusion": (0.2, 1.0), "helmholtz": (3.0, 8.0)}
+RANGES = {
+    "poisson": (1.0, 5.0),
+    "advection_diffusion": (0.2, 1.0),
+    "helmholtz": (3.0, 8.0),
+    "darcy": (1.0, 10.0),
+}
 
 
 def small_spec(family: str, **overrides) -> GenerationSpec:

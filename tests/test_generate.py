@@ -73,9 +73,14 @@ def test_float32_data_match_the_float64_solution(datasets, family):
     rel_u = (y[:, 0].double() - u64).flatten(1).norm(dim=1) / u64.flatten(1).norm(dim=1)
     rel_f = (x[:, 0].double() - f64).flatten(1).norm(dim=1) / f64.flatten(1).norm(dim=1)
     assert rel_u.max() < 1e-6 and rel_f.max() < 1e-6
-    consts = x[:, 1:, 0, 0].double()
+    card = load_card(root)
+    at = [card.input_channels.index(c) for c in card.constant_channels]
+    consts = x[:, at, 0, 0].double()
     torch.testing.assert_close(consts, block.channels, rtol=1e-6, atol=1e-7)
-    assert (x[:, 1:].flatten(2).std(dim=2) == 0).all()  # coefficient channels are constant
+    assert (x[:, at].flatten(2).std(dim=2) == 0).all()  # constant channels are constant
+    for name, field in block.fields.items():  # input fields (darcy's a) are stored as solved
+        k = card.input_channels.index(name)
+        torch.testing.assert_close(x[:, k].double(), field, rtol=1e-6, atol=0)
 
 
 def test_same_spec_gives_identical_bytes(tmp_path, datasets):

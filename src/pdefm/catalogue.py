@@ -42,7 +42,8 @@ class ParameterSpec:
 class FamilyEntry:
     """What pdefm knows about a family without importing its solver.
 
-    ``coefficient_channels`` are the constant input channels after ``source``, in order;
+    ``coefficient_channels`` are the constant input channels, in order, after ``source`` and
+    the ``field_channels`` (inputs that vary in space, e.g. a permeability a(x));
     ``max_parameter`` is the largest parameter a generated dataset may declare and
     ``max_reason`` says why (printed in the refusal). ``solver`` is the physics class, given as
     ``"package.module:Class"`` (imported lazily) or as the class itself.
@@ -57,11 +58,12 @@ class FamilyEntry:
     max_parameter: float
     max_reason: str
     solver: str | type
+    field_channels: tuple[str, ...] = ()
 
     @property
     def input_channels(self) -> tuple[str, ...]:
-        """Named input channels: the source, then each coefficient as a constant channel."""
-        return (SOURCE_CHANNEL, *self.coefficient_channels)
+        """Named input channels: the source, the input fields, then each constant channel."""
+        return (SOURCE_CHANNEL, *self.field_channels, *self.coefficient_channels)
 
     def solver_class(self) -> type:
         """The physics class (imports torch for the built-in families)."""
@@ -101,7 +103,7 @@ def _check_entry(entry: FamilyEntry) -> None:
     low, high = entry.default_range
     if not low <= high:
         raise ValueError(f"family {entry.name!r}: default range [{low}, {high}] is inverted")
-    channels = entry.coefficient_channels
+    channels = (*entry.field_channels, *entry.coefficient_channels)
     bad = [c for c in channels if not _CHANNEL.match(c) or c.startswith(MASK_PREFIX)]
     if bad or SOURCE_CHANNEL in channels or len(set(channels)) != len(channels):
         raise ValueError(
@@ -158,7 +160,7 @@ def parameter_name(name: str | None) -> str | None:
 
 _DIFFUSION = ("diffusion_xx", "diffusion_yy", "diffusion_xy")
 
-BUILT_IN = ("poisson", "advection_diffusion", "helmholtz")
+BUILT_IN = ("poisson", "advection_diffusion", "helmholtz", "darcy")
 register_family(
     FamilyEntry(
         name="poisson",
@@ -198,5 +200,19 @@ register_family(
         max_parameter=1000,
         max_reason="every integer w is its own value to probe",
         solver="pdefm.pdes.helmholtz:Helmholtz",
+    )
+)
+register_family(
+    FamilyEntry(
+        name="darcy",
+        title="Darcy",
+        equation="-c div(a(x) grad u) = f, a in [1, contrast]",
+        parameter=ParameterSpec("contrast", "ratio max a / min a of the coefficient field a(x)"),
+        default_range=(1.0, 10.0),
+        coefficient_channels=("diffusion_xy",),
+        max_parameter=1e4,
+        max_reason="PCG iterations grow like the square root of the contrast",
+        solver="pdefm.pdes.darcy:Darcy",
+        field_channels=("diffusion_xx", "diffusion_yy"),
     )
 )

@@ -1,9 +1,9 @@
 """The `pdefm` command. Heavy imports (torch) happen inside the subcommands that need them, so
 `pdefm --help` and `pdefm inspect` stay fast.
 
-One module per group of commands: ``data`` (generate, inspect, import, mix), ``train`` (train,
-evaluate) and ``study`` (study, results, report, demo); each adds its parsers (``_add_*``) and
-runs them (``_run_*``)."""
+One module per group of commands: ``data`` (generate, inspect, import, export, mix), ``train``
+(train, evaluate) and ``study`` (study, results, report, demo); each adds its parsers
+(``_add_*``) and runs them (``_run_*``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pdefm import __version__
-from pdefm.cli.data import add_generate, add_import, add_inspect, add_mix
+from pdefm.cli.data import add_export, add_generate, add_import, add_inspect, add_mix
 from pdefm.cli.study import (
     add_demo,
     add_report,
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate(sub)
     add_inspect(sub)
     add_import(sub)
+    add_export(sub)
     add_mix(sub)
     add_train(sub)
     add_evaluate(sub)

@@ -81,6 +81,14 @@ def add_generate(sub) -> None:
         help="helmholtz: sources a sample may draw before it counts as unsampleable (default 2000)",
     )
     p.add_argument(
+        "--constant",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set one of the family's constants (repeatable), e.g. for darcy "
+        "--constant boundary=dirichlet --constant forcing=constant --constant field=threshold",
+    )
+    p.add_argument(
         "--from-card",
         metavar="CARD",
         help="regenerate exactly the dataset a card describes (other options ignored)",
@@ -141,8 +149,20 @@ example:
   # a coefficient field with constant forcing: a Poisson checkpoint fine-tunes on it by name
   np.savez("darcy.npz", source=np.ones(N), solution=u,     # u: (N, 64, 64)
            diffusion_xx=a, diffusion_yy=a, diffusion_xy=np.zeros(N))   # a: (N, 64, 64)
-  pdefm import darcy.npz --inputs diffusion_xx,diffusion_yy,diffusion_xy --x-axis 0 \
+  pdefm import darcy.npz --inputs diffusion_xx,diffusion_yy,diffusion_xy --x-axis 0 \\
       --boundary dirichlet --out data/darcy
+
+two public layouts are recognised by their content and read as they are:
+  PDEBench 2D Darcy flow (HDF5: nu, tensor, x-coordinate, y-coordinate): imported as source =
+      beta (a constant; from the file name, e.g. ..._beta1.0_..., or --beta), diffusion_xx =
+      diffusion_yy = nu, diffusion_xy = 0, solution = tensor[:, 0], boundary dirichlet, family
+      pdebench-darcy. Say which axis is x: we believe PDEBench stores [sample, x, y]
+      (--x-axis 0); check it on your copy
+  pdefm import 2D_DarcyFlow_beta1.0_Train.hdf5 --x-axis 0 --out data/pdebench-darcy-1
+  The Well-style HDF5 (t0_fields, scalars, dimensions, boundary_conditions; e.g. written by
+      `pdefm export`): inputs pdefm_inputs (default: source, the other fields, the scalars),
+      output pdefm_outputs (default solution), fields x first, grid and boundary as stored
+  pdefm import exported.h5 --out data/again
 
 See docs/own-data.md.
 """
@@ -196,8 +216,65 @@ def add_import(sub) -> None:
         "--test-fraction", type=float, default=0.1, help="share of samples for test (default 0.1)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
+    p.add_argument(
+        "--beta",
+        type=float,
+        help="PDEBench Darcy files only: the constant forcing beta of -div(a grad u) = beta "
+        "(default: from the file name, e.g. 2D_DarcyFlow_beta1.0_Train.hdf5)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_import)
+
+
+EXPORT_EPILOG = """\
+the Well-style layout (HDF5, one split; N samples, n x n grid, x first):
+  attrs              dataset_name, grid_type cartesian, n_spatial_dims 2, n_trajectories N,
+                     simulation_parameters (a constant one is also an attribute), and pdefm's
+                     roles: pdefm_inputs, pdefm_outputs, pdefm_family, pdefm_equation,
+                     pdefm_parameter_name
+  dimensions/x, y    (n,) the grid points
+  boundary_conditions/NAME   bc_type PERIODIC, WALL (dirichlet) or OPEN (neumann) on the
+                     sides of associated_dims that mask marks
+  scalars/NAME       (N,) the constant inputs, and parameter (if the dataset has one)
+  t0_fields/NAME     (N, n, n) float32: every input field and solution
+
+example:
+  pdefm export data/darcy --format well --out darcy-test.h5
+  pdefm import darcy-test.h5 --out data/darcy-again      # the same inputs, grid and parameter
+"""
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write one split of a dataset in a public layout (The Well-style HDF5)",
+        description="Write one split of a pdefm dataset as a Well-style HDF5 file that other "
+        "tools can read and `pdefm import` reads back.",
+        epilog=EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="dataset directory (holds card.json)")
+    p.add_argument("--format", required=True, choices=("well",), help="the layout: well")
+    p.add_argument("--out", required=True, help="the HDF5 file to write (replaced if it exists)")
+    p.add_argument(
+        "--split", default="test", choices=catalogue.SPLITS, help="which split (default test)"
+    )
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pdefm.data.card import load_card
+    from pdefm.data.interop import export_well
+
+    card = load_card(args.dataset)
+    out = export_well(args.dataset, args.out, split=args.split)
+    print(
+        f"exported {args.dataset} {args.split} ({card.count(args.split)} samples, "
+        f"{card.resolution}x{card.resolution}; inputs {', '.join(card.input_channels)}) to "
+        f"{out} in The Well's layout"
+    )
+    print(f"import it back with: pdefm import {out} --out DIR")
+    return 0
 
 
 MIX_EPILOG = """\
@@ -289,6 +366,7 @@ def _spec_from_args(args: argparse.Namespace):
         if args.family != "helmholtz":
             raise PdefmError("--redraw-budget applies to helmholtz only; remove it")
         config["redraw_budget"] = args.redraw_budget
+    config.update(_constants(args.constant))
     source = (
         GaussianLatticeSource() if args.sigma is None else GaussianLatticeSource(sigma=args.sigma)
     )
@@ -304,6 +382,20 @@ def _spec_from_args(args: argparse.Namespace):
         family_config=config,
         source=source,
     )
+
+
+def _constants(items: list[str]) -> dict:
+    """``KEY=VALUE`` items as family constants: numbers where they parse, else strings."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PdefmError(f"--constant {item!r} is not KEY=VALUE, e.g. boundary=dirichlet")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def _default_out(spec) -> str:
@@ -388,6 +480,7 @@ def _run_import(args: argparse.Namespace) -> int:
         inputs=args.inputs,
         x_axis=args.x_axis,
         boundary=args.boundary,
+        beta=args.beta,
     )
     card = load_card(out)
     counts, n = card.counts, card.resolution

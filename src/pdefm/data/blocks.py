@@ -37,6 +37,7 @@ class Block:
     parameter: torch.Tensor  # (B,) the declared parameter
     coefficients: Coefficients  # name -> (B,)
     channels: torch.Tensor  # (B, C) constant coefficient channels
+    fields: dict[str, torch.Tensor]  # input fields besides the source: channel -> (B, n, n)
     sparsity: torch.Tensor  # (B,) inactive probability vf of each source
     attempts: torch.Tensor  # (B,) int64: sources drawn until accepted (1 = first)
 
@@ -54,12 +55,11 @@ def _solve_batch(
     parameter: torch.Tensor,
     sparsity: torch.Tensor,
 ) -> tuple[torch.Tensor, Coefficients, torch.Tensor]:
-    """Draw sources for the given parameters and solve: returns f, coeffs, u."""
-    f = spec.source.sample(gen, sparsity, grid, pde.remove_mean)
-    f_hat = torch.fft.rfft2(f)
-    coeffs = pde.sample_coefficients(gen, parameter, f_hat, grid)
-    u_hat = pde.solve_spectral(f_hat, coeffs, grid)
-    return f, coeffs, torch.fft.irfft2(u_hat, s=grid.shape)
+    """Draw sources for the given parameters and solve: returns f, coeffs, u, where coeffs
+    also holds the family's input fields (B, n, n) under their channel names."""
+    f = pde.sample_source(spec.source, gen, sparsity, grid)
+    coeffs, fields, u = pde.sample_solution(gen, parameter, f, grid)
+    return f, {**coeffs, **fields}, u
 
 
 def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
@@ -78,12 +78,14 @@ def generate_block(spec: GenerationSpec, split: str, block: int) -> Block:
     rejected = ~pde.accept(u)
     if rejected.any():
         _redraw(spec, pde, grid, gen, (parameter, sparsity, f, coeffs, u, attempts), rejected)
+    fields = {name: coeffs.pop(name) for name in pde.field_channels}
     return Block(
         source=f,
         solution=u,
         parameter=parameter,
         coefficients=coeffs,
         channels=pde.channel_values(coeffs),
+        fields=fields,
         sparsity=sparsity,
         attempts=attempts,
     )

@@ -91,6 +91,17 @@ class PDEDataset(torch.utils.data.Dataset):
         inputs = torch.stack([planes[name] for name in self.input_channels], dim=1)
         return inputs, torch.from_numpy(fields["solution"])[:, None]
 
+    def input_fields(self, positions) -> dict[str, np.ndarray]:
+        """The input fields besides the source at ``positions``, keyed ``coefficients/NAME``
+        as the per-sample coefficients are (the operator of a variable-coefficient family
+        reads them there): NAME -> (B, n, n) float32. Empty for constant-coefficient data."""
+        names = self.card.field_channels[1:]
+        if not names:
+            return {}
+        rows = self.indices[np.asarray(positions, dtype=np.int64)]
+        fields = store.read_fields(self._file(), rows)
+        return {f"coefficients/{k}": fields[f"{store.FIELD_GROUP}/{k}"] for k in names}
+
     def subset(self, n: int, seed: int = 0) -> PDEDataset:
         """n samples balanced over sparsity levels, deterministic and nested in n (see
         ``balanced_subset``); only valid on a full split."""

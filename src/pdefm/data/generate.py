@@ -101,6 +101,7 @@ class GeneratedSource:
             resolution=self.gen_spec.resolution,
             n_channels=len(pde.coefficient_channels),
             coefficient_names=tuple(pde.coefficient_names),
+            fields=tuple(pde.field_channels),
         )
 
     @contextlib.contextmanager
@@ -138,6 +139,11 @@ def _block_arrays(block: Block) -> dict[str, np.ndarray]:
         "solution_norm": block.solution.square().mean(dim=(-2, -1)).sqrt().numpy(),
     }
     arrays.update({f"coefficients/{k}": v.numpy() for k, v in block.coefficients.items()})
+    for name, field in block.fields.items():
+        arrays[f"{store.FIELD_GROUP}/{name}"] = field.to(torch.float32).numpy()
+        arrays[f"{store.FIELD_NORM_GROUP}/{name}"] = (
+            field.square().mean(dim=(-2, -1)).sqrt().numpy()
+        )
     return arrays
 
 
@@ -153,7 +159,9 @@ def _build_card(
             vectors = store.read_vectors(h5)
         realised[split] = _realised(vectors, declared, spec)
         if split == "train":
-            normalisation = stats.normalisation_stats(vectors, list(pde.coefficient_channels))
+            normalisation = stats.normalisation_stats(
+                vectors, list(pde.coefficient_channels), list(pde.field_channels)
+            )
     return {
         "format": cards.CARD_FORMAT,
         "format_version": cards.CARD_VERSION,
@@ -163,13 +171,12 @@ def _build_card(
         "equation": pde.equation,
         "family_config": pde.config(),
         "parameter": {**pde.parameter.__dict__, "declared": declared},
-        "grid": {
-            "resolution": spec.resolution,
-            "domain": [[0.0, 1.0], [0.0, 1.0]],
-            "periodic": True,
-            "points": "x_i = i / n",
+        "grid": pde.grid_entry(spec.resolution),
+        "channels": {
+            "inputs": list(pde.input_channels),
+            "fields": ["source", *pde.field_channels],
+            "outputs": ["solution"],
         },
-        "channels": {"inputs": list(pde.input_channels), "outputs": ["solution"]},
         "source_law": spec.source.to_dict() | {"normalise": "max", "remove_mean": pde.remove_mean},
         "seed": spec.seed,
         "split_seeds": {s: spec.split_seed(s) for s in SPLITS},

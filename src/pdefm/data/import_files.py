@@ -1,6 +1,7 @@
 """Reading an import's input file: NPZ (never unpickled), HDF5, or a dict of tensors saved
 with ``torch.save`` (loaded with ``weights_only=True``: tensors, numbers and strings only, never
-arbitrary objects), as one ``Arrays`` interface that reads arrays whole or by rows."""
+arbitrary objects), as one ``Arrays`` interface that reads arrays whole or by rows. PDEBench
+Darcy and Well-style HDF5 files are presented in the same interface by ``interop``'s adapters."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import h5py
 import numpy as np
 
 from pdefm.checks import check_memory
+from pdefm.data.interop import InteropArrays, open_adapter
 from pdefm.errors import PdefmError
 
 _HELP = "see `pdefm import --help`"
@@ -193,7 +195,7 @@ def _as_array(path: Path, name: str, value: object) -> np.ndarray:
     )
 
 
-Arrays = _NpzArrays | _H5Arrays | _TorchArrays
+Arrays = _NpzArrays | _H5Arrays | _TorchArrays | InteropArrays
 
 
 def _first_byte(path: Path) -> bytes:
@@ -210,12 +212,16 @@ def _is_torch_zip(path: Path) -> bool:
 
 @contextlib.contextmanager
 def open_input(path: Path) -> Iterator[Arrays]:
-    """Open an NPZ, HDF5 or torch.save file (told apart by content, not by suffix)."""
+    """Open an NPZ, HDF5 or torch.save file (told apart by content, not by suffix); a
+    PDEBench Darcy or Well-style HDF5 file opens as its ``interop`` adapter."""
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise PdefmError(f"{path} {what}; give the NPZ, HDF5 or .pt file to import")
-    if h5py.is_hdf5(path):
-        arrays: Arrays = _H5Arrays(path)
+    adapter = open_adapter(path)  # None unless the file is in one of those public layouts
+    if adapter is not None:
+        arrays: Arrays = adapter
+    elif h5py.is_hdf5(path):
+        arrays = _H5Arrays(path)
     elif _is_torch_zip(path):
         arrays = _TorchArrays(path)
     elif zipfile.is_zipfile(path):

@@ -36,6 +36,7 @@ class GridInfo:
     boundary: tuple[tuple[str, str], ...]  # (side, tag) for x_low, x_high, y_low, y_high
     domain: tuple[tuple[float, float], tuple[float, float]]  # [x0, x1], [y0, y1]
     coordinates: bool  # taken from the file's coordinate arrays (else the unit square)
+    point_range: tuple[tuple[float, float], ...] = ()  # [first, last] point per axis, if known
 
     @property
     def periodic(self) -> bool:
@@ -51,9 +52,17 @@ class GridInfo:
             "domain": [list(self.domain[0]), list(self.domain[1])],
             "periodic": self.periodic,
             "points": points,
+            "point_range": [list(r) for r in self.point_range] or _unit_points(n, self.periodic),
             "x_axis": 0,
             "boundary": dict(self.boundary),
         }
+
+
+def _unit_points(n: int, periodic: bool) -> list[list[float]]:
+    """Points of the unit square without coordinates: x_i = i / n when periodic, else n
+    points from 0 to 1 (an assumption the card's ``points`` says it is)."""
+    last = (n - 1) / n if periodic else 1.0
+    return [[0.0, last], [0.0, last]]
 
 
 def parse_boundary(text: str) -> dict[str, str]:
@@ -114,7 +123,8 @@ def read_grid(
         boundary = _file_text(arrays, "boundary") or "periodic"
     sides = parse_boundary(boundary)
     domain = _domain(coords, axis, sides) if coords else ((0.0, 1.0), (0.0, 1.0))
-    return GridInfo(axis, tuple(sides.items()), domain, bool(coords))
+    points = _point_range(coords, axis) if coords else ()
+    return GridInfo(axis, tuple(sides.items()), domain, bool(coords), points)
 
 
 def _coordinates(arrays: Arrays, n: int) -> dict[str, np.ndarray]:
@@ -169,6 +179,16 @@ def _domain(coords: dict[str, np.ndarray], axis: int, sides: dict[str, str]) -> 
         if sides[f"{name}_low"] == "periodic":
             high += float(np.abs(step).mean())
         out.append((low, high))
+    return tuple(out)
+
+
+def _point_range(coords: dict[str, np.ndarray], axis: int) -> tuple:
+    """[first, last] coordinate along x and along y, in pdefm's order (x first)."""
+    out = []
+    for name, direction in (("x", axis), ("y", 1 - axis)):
+        values = coords[name]
+        line = values if values.ndim == 1 else np.moveaxis(values, direction, 0)[:, 0]
+        out.append((float(line[0]), float(line[-1])))
     return tuple(out)
 
 

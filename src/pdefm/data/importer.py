@@ -35,6 +35,7 @@ from pdefm.data import card as cards
 from pdefm.data import stats, store, writer
 from pdefm.data.import_checks import BLOCK_SIZE, DEFAULT_EQUATION, ImportLayout, validate
 from pdefm.data.import_files import Arrays, open_input
+from pdefm.data.interop import adapter_options
 from pdefm.data.io import hash_file
 from pdefm.data.writer import SplitLayout
 from pdefm.errors import PdefmError
@@ -90,12 +91,14 @@ def import_dataset(
     inputs: list[str] | None = None,
     x_axis: int | None = None,
     boundary: str | None = None,
+    beta: float | None = None,
 ) -> Path:
     """Validate the NPZ/HDF5/.pt file ``path`` (see the module docstring) and write it as a
     pdefm dataset in ``out`` (new, empty, or this same import to finish or find finished).
     ``family`` / ``equation`` override the file's, ``inputs`` (names of the file's input
     arrays besides source, fields or constants) its ``input_names``, ``x_axis`` (which array
-    axis of the fields is x) and ``boundary`` (e.g. "dirichlet") its grid description.
+    axis of the fields is x) and ``boundary`` (e.g. "dirichlet") its grid description;
+    ``beta`` is the constant forcing of a PDEBench Darcy file (default: from its name).
     Returns ``out``.
 
     Every check comes before ``out`` is created; an interrupted import resumes block by block
@@ -103,11 +106,12 @@ def import_dataset(
     path, out = Path(path).absolute(), Path(out)
     writer.check_out(out)
     check_options(val_fraction, test_fraction, seed)
-    with open_input(path) as arrays:
+    with adapter_options(beta=beta), open_input(path) as arrays:
         layout = validate(arrays, family, equation, inputs, x_axis, boundary)
         splits = split_indices(layout.n_samples, val_fraction, test_fraction, seed)
         options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
-        for key, value in (("inputs", inputs), ("x_axis", x_axis), ("boundary", boundary)):
+        given = {"inputs": inputs, "x_axis": x_axis, "boundary": boundary, "beta": beta}
+        for key, value in given.items():
             if value is not None:
                 options[key] = list(value) if key == "inputs" else value
         source = ImportSource(arrays, layout, splits, options, file_sha256(path))
@@ -324,6 +328,8 @@ def import_command(source_file: Path, layout: ImportLayout, options: dict) -> st
         parts.append(f"--x-axis {options['x_axis']}")
     if "boundary" in options:
         parts.append(f"--boundary={shlex.quote(options['boundary'])}")
+    if "beta" in options:
+        parts.append(f"--beta {options['beta']!r}")
     parts += [
         f"--val-fraction {float(options['val_fraction'])!r}",
         f"--test-fraction {float(options['test_fraction'])!r}",

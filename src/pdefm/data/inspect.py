@@ -168,7 +168,8 @@ def verify_hashes(root: Path, card: DatasetCard) -> str:
 
 
 def plot_dataset(root: Path, card: DatasetCard, png: Path, n_examples: int) -> None:
-    """Rows of (source, solution) examples from the train split plus parameter histograms."""
+    """Rows of examples from the train split (the source, each distinct input field, the
+    solution) plus parameter histograms."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,26 +178,42 @@ def plot_dataset(root: Path, card: DatasetCard, png: Path, n_examples: int) -> N
     count = card.count("train")
     n_examples = max(1, min(n_examples, count))
     name = card.parameter_name
-    fig, axes = plt.subplots(2, n_examples + 1, figsize=(3 * (n_examples + 1), 6), squeeze=False)
     with store.open_split(card.split_file("train"), count) as h5:
         index = np.linspace(0, count - 1, n_examples).round().astype(int)
         fields = store.read_fields(h5, index)
         params = h5["parameter"][...]
+    rows = _plotted_rows(fields, card.field_channels[1:])
+    height = len(rows)
+    fig, axes = plt.subplots(
+        height, n_examples + 1, figsize=(3 * (n_examples + 1), 3 * height), squeeze=False
+    )
     for col, i in enumerate(index):
-        for row, key in enumerate(("source", "solution")):
+        for row, (label, key) in enumerate(rows):
             ax = axes[row, col]
             im = ax.imshow(fields[key][col].T, origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r")
-            ax.set_title(f"{key} #{i}, {name} = {params[i]:.3g}", fontsize=9)
+            ax.set_title(f"{label} #{i}, {name} = {params[i]:.3g}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
             fig.colorbar(im, ax=ax, fraction=0.046)
     _plot_histogram(axes[0, -1], card)
-    axes[1, -1].axis("off")
-    axes[1, -1].text(0, 0.5, "\n".join(summary_lines(card)[:4]), fontsize=7, wrap=True)
+    for row in range(1, height):
+        axes[row, -1].axis("off")
+    axes[-1, -1].text(0, 0.5, "\n".join(summary_lines(card)[:4]), fontsize=7, wrap=True)
     fig.suptitle(f"{root.name}: {card.family}" + _declared_text(card))
     fig.tight_layout()
     fig.savefig(png, dpi=80, format="png")
     plt.close(fig)
+
+
+def _plotted_rows(fields: dict[str, np.ndarray], extra: list[str]) -> list[tuple[str, str]]:
+    """(label, key of ``fields``) per plotted row: the source, each input field that is not a
+    copy of an earlier one (darcy's diffusion_yy repeats diffusion_xx), the solution."""
+    rows = [("source", "source")]
+    for name in extra:
+        key = f"{store.FIELD_GROUP}/{name}"
+        if not any(np.array_equal(fields[key], fields[k]) for _, k in rows):
+            rows.append((name, key))
+    return [*rows, ("solution", "solution")]
 
 
 def _declared_text(card: DatasetCard) -> str:

@@ -32,6 +32,9 @@ MAX_RESOLUTION = 4096
 MAX_SIGMA = 0.5  # a Gaussian wider than half the periodic square is no longer a local bump
 WORKING_ARRAYS = 10
 _REDRAW_ROWS = 256  # blocks.ROUND_DRAWS, without importing the solver here
+#: family_config keys with a flag of their own; any other constant is ``--constant KEY=VALUE``
+_FLAGGED_CONFIG = ("exclude", "max_abs_u", "redraw_budget")
+
 # family_config key -> (flag named in errors, kind, minimum, maximum)
 _CONFIG_CHECKS = {
     "c": ("the constant c", "float", None, 1e6),
@@ -129,6 +132,10 @@ class GenerationSpec:
             parts.append(f"--max-abs-u {self.family_config['max_abs_u']:g}")
         if "redraw_budget" in self.family_config:
             parts.append(f"--redraw-budget {self.family_config['redraw_budget']}")
+        for key, value in self.family_config.items():
+            if key not in _FLAGGED_CONFIG:
+                parts.append(f"--constant {key}={value:g}" if not isinstance(value, str)
+                             else f"--constant {key}={value}")  # fmt: skip
         if self.source.sigma != GaussianLatticeSource().sigma:
             parts.append(f"--sigma {self.source.sigma:g}")
         return " ".join(parts)
@@ -200,7 +207,7 @@ class GenerationSpec:
         need = self.source.min_resolution()
         if n % 2:
             raise PdefmError(f"--resolution must be an even integer, got {n}; use {n + 1}")
-        if n < need:
+        if n < need and self._pde_or_error().uses_source_law:
             raise PdefmError(
                 f"--resolution {n} is too coarse for Gaussian sources of width "
                 f"sigma={self.source.sigma:g} (needs 2 grid points per sigma): use "
@@ -209,11 +216,12 @@ class GenerationSpec:
 
     # -- resources -------------------------------------------------------------------------
     def disk_bytes(self) -> int:
-        """Bytes the finished dataset takes: float32 source and solution fields plus the
-        per-sample float64 vectors, over every split."""
-        samples = sum(self.count(s) for s in SPLITS)
-        vectors = 8 * (len(self.pde().coefficient_names) + 16)
-        return samples * (2 * 4 * self.resolution**2 + vectors)
+        """Bytes the finished dataset takes: float32 source, solution and input fields plus
+        the per-sample float64 vectors, over every split."""
+        samples, pde = sum(self.count(s) for s in SPLITS), self.pde()
+        fields = 2 + len(pde.field_channels)  # source, solution and the input fields
+        vectors = 8 * (len(pde.coefficient_names) + 16 + len(pde.field_channels))
+        return samples * (fields * 4 * self.resolution**2 + vectors)
 
     def memory_bytes(self) -> int:
         """Working set of generation: two blocks in flight (one computed, one being written),

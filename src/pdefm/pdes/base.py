@@ -1,9 +1,14 @@
 """What every PDE family provides: parameter law, coefficients, Fourier symbol, solve, residual.
 
-Every family here is a linear, constant-coefficient operator on the periodic unit square, so it
-is diagonal in Fourier space: L u = f becomes sigma(k) u_hat(k) = f_hat(k) with sigma the
+The study's families are linear, constant-coefficient operators on the periodic unit square, so
+they are diagonal in Fourier space: L u = f becomes sigma(k) u_hat(k) = f_hat(k) with sigma the
 operator's symbol. Solving is a division; the residual R(u) = L u - f is a multiplication.
 Coefficients are a dict of float64 tensors of shape (B,), one value per sample.
+
+A family whose coefficients vary in space (``darcy``) overrides the generation hooks
+(``sample_source``, ``sample_solution``, ``grid_entry``) and the operator (``apply``); its
+coefficient fields are inputs stored by channel name and passed to ``apply`` and ``residual``
+in the coefficients dict as (B, n, n) tensors.
 """
 
 from __future__ import annotations
@@ -55,8 +60,13 @@ class PDEFamily(ABC):
         return self.entry.coefficient_channels
 
     @property
+    def field_channels(self) -> tuple[str, ...]:
+        """Input fields besides the source (coefficients that vary in space), in order."""
+        return self.entry.field_channels
+
+    @property
     def input_channels(self) -> tuple[str, ...]:
-        """Named input channels: the source, then each coefficient as a constant channel."""
+        """Named input channels: the source, the input fields, then each constant channel."""
         return self.entry.input_channels
 
     def config(self) -> dict:
@@ -94,6 +104,42 @@ class PDEFamily(ABC):
     @abstractmethod
     def channel_values(self, coeffs: Coefficients) -> torch.Tensor:
         """Constant coefficient channels in ``coefficient_channels`` order, shape (B, C)."""
+
+    # -- generation hooks (a spectral, constant-coefficient family keeps the defaults) ------
+    @property
+    def uses_source_law(self) -> bool:
+        """Whether the forcing is drawn from the spec's source law (its width then limits
+        the resolution)."""
+        return True
+
+    def sample_source(self, law, gen: torch.Generator, sparsity: torch.Tensor, grid: Grid):
+        """The forcing f (B, n, n) of samples with these sparsity levels, from the source
+        ``law`` (a ``GaussianLatticeSource``)."""
+        return law.sample(gen, sparsity, grid, self.remove_mean)
+
+    def sample_solution(
+        self, gen: torch.Generator, parameter: torch.Tensor, f: torch.Tensor, grid: Grid
+    ) -> tuple[Coefficients, dict[str, torch.Tensor], torch.Tensor]:
+        """(coefficients name -> (B,), input fields channel -> (B, n, n), solution u (B, n, n))
+        for forcings f and the declared parameter (B,): coefficients drawn given the sources'
+        spectra, then the spectral solve."""
+        f_hat = torch.fft.rfft2(f)
+        coeffs = self.sample_coefficients(gen, parameter, f_hat, grid)
+        u_hat = self.solve_spectral(f_hat, coeffs, grid)
+        return coeffs, {}, torch.fft.irfft2(u_hat, s=grid.shape)
+
+    def grid_entry(self, n: int) -> dict:
+        """The card's ``grid``: the periodic unit square, x_i = i / n, x along axis 0;
+        ``point_range`` is [first, last] grid point per axis."""
+        return {
+            "resolution": n,
+            "domain": [[0.0, 1.0], [0.0, 1.0]],
+            "periodic": True,
+            "points": "x_i = i / n",
+            "point_range": [[0.0, (n - 1) / n], [0.0, (n - 1) / n]],
+            "x_axis": 0,
+            "boundary": dict.fromkeys(("x_low", "x_high", "y_low", "y_high"), "periodic"),
+        }
 
     def accept(self, u: torch.Tensor) -> torch.Tensor:
         """Which solutions (B, n, n) to keep, shape (B,) bool. Default: all."""

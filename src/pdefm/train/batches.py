@@ -78,6 +78,7 @@ class SplitBatches:
         pred and source (B, n, n) in original units."""
         rows = self.ds.indices[np.asarray(positions)]
         vectors = {k: v[rows] for k, v in self.ds.vectors().items()}
+        vectors.update(self.ds.input_fields(positions))  # a coefficient field (darcy's a)
         return dataset_residual(pred, source, self.ds.card, vectors)
 
 

@@ -29,10 +29,12 @@ def physics_residual(
     family_config: dict,
     coefficients: dict[str, np.ndarray],
 ) -> torch.Tensor:
-    """||L u_pred - f|| / ||f|| per sample, computed spectrally in float64.
+    """||L u_pred - f|| / ||f|| per sample, in float64 with the family's own operator
+    (spectral; 5-point finite volumes for darcy).
 
-    pred, source: (B, n, n); coefficients: name -> (B,) arrays as stored in the dataset.
-    The operator is ``family`` with the constants ``family_config`` (as a card records them).
+    pred, source: (B, n, n); coefficients: name -> (B,) arrays as stored in the dataset, plus
+    any coefficient field (B, n, n) by channel name. The operator is ``family`` with the
+    constants ``family_config`` (as a card records them).
     """
     pde = get_family(family, **family_config)
     coeffs = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in coefficients.items()}
