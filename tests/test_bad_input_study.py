@@ -136,6 +136,31 @@ SPEC_CASES = [
     ("zero-shot-int", "  steps: 10\n", "  steps: 10\n  zero_shot: 1\n", ["true or false"]),
     ("drop-not-bool", "n_test: 16}\n", "n_test: 16, drop_unsampleable: 1}\n", ["true or false"]),
     ("max-abs-u-poisson", "n_test: 16}\n", "n_test: 16, max_abs_u: 2}\n", ["helmholtz only"]),
+    (
+        "constants-not-mapping",
+        "n_test: 16}\n",
+        "n_test: 16, constants: dirichlet}\n",
+        ["study.yaml:5:", "constants must be a mapping"],
+    ),
+    (
+        "constants-list-value",
+        "n_test: 16}\n",
+        "n_test: 16, constants: {boundary: [a]}}\n",
+        ["study.yaml:5:", "constants.boundary must be a number or a word"],
+    ),
+    (
+        "constants-unknown",
+        "n_test: 16}\n",
+        "n_test: 16, constants: {boundary: dirichlet}}\n",
+        ["study.yaml:5:", "bad constants for family 'poisson'"],
+    ),
+    (
+        "darcy-periodic-constant",
+        PRE,
+        "  pre:  {family: darcy, range: [1, 5], n_train: 64, n_val: 16, n_test: 16,\n"
+        "         constants: {boundary: periodic}}\n",
+        ["study.yaml:5:", "forcing 'constant' has no periodic solution"],
+    ),
     # names: plain names only, so nothing can leave the study folder
     ("study-escape", "name: tiny", "name: ../escape-study", ["study.yaml:1:", "not a plain name"]),
     ("study-slash", "name: tiny", "name: a/b", ["study.yaml:1:", "not a plain name"]),

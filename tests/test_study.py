@@ -223,3 +223,13 @@ def test_failed_pretraining_skips_its_dependents_only(tmp_path, capsys):
     assert rows[("pretrain", "full")] == "failed"
     assert rows[("scratch", "full")] == "completed"
     assert rows[("finetune", "full")] == "todo" and rows[("zero-shot", "zero-shot")] == "todo"
+
+
+def test_a_dataset_takes_its_family_constants(tmp_path):
+    text = TINY.replace(
+        "family: poisson, range: [5, 10]",
+        "family: darcy, range: [1, 5], constants: {boundary: periodic, forcing: lattice}",
+    )
+    study = load_study(write(tmp_path, text))
+    spec = next(s for s, _ in study.datasets.values() if s.family == "darcy")
+    assert spec.family_config == {"boundary": "periodic", "forcing": "lattice"}

@@ -38,6 +38,7 @@ DATA_KEYS = {
     "sigma",
     "max_abs_u",
     "drop_unsampleable",
+    "constants",
 }
 
 

@@ -65,6 +65,8 @@ def _generation_spec(check, name, entry, fields, defaults) -> tuple[GenerationSp
                 fields["max_abs_u"], f"{where}.max_abs_u applies to helmholtz only; remove it"
             )
         config["max_abs_u"] = check.number(fields["max_abs_u"], f"{where}.max_abs_u", positive=True)
+    if "constants" in fields:
+        config.update(_constants(check, fields["constants"], f"{where}.constants"))
     drop = False
     if "drop_unsampleable" in fields:
         drop = check.boolean(fields["drop_unsampleable"], f"{where}.drop_unsampleable")
@@ -85,6 +87,21 @@ def _generation_spec(check, name, entry, fields, defaults) -> tuple[GenerationSp
     except (PdefmError, ValueError, TypeError) as exc:
         check.fail(entry, f"{where}: {study_words(str(exc))}")
     return spec, drop
+
+
+def _constants(check: Checker, item: Located, where: str) -> dict:
+    """A family's constants, e.g. ``{boundary: dirichlet, field: threshold}`` for darcy:
+    numbers or words; which keys and values the family takes is checked by the family."""
+    if not isinstance(item.value, dict):
+        check.fail(item, f"{where} must be a mapping of the family's constants, e.g. "
+                         "{boundary: dirichlet}")  # fmt: skip
+    out: dict = {}
+    for key, value in item.value.items():
+        v = value.value
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            check.fail(value, f"{where}.{key} must be a number or a word, got {v!r}")
+        out[key] = float(v) if isinstance(v, int | float) else v
+    return out
 
 
 def _mixture(check: Checker, name: str, entry: Located, earlier: dict, defaults) -> StudyMixture:
