@@ -1,13 +1,22 @@
 """The Fourier neural operator (FNO) of the study, in 2-D.
 
-    h_0     = P u                      lift, 1x1 conv, (B, C_in, H, W) -> (B, w, H, W)
+    h_0     = pad(P u)                 lift, 1x1 conv, (B, C_in, H, W) -> (B, w, H', W')
     h_{l+1} = GELU(K_l h_l + S_l h_l)  Fourier layer l = 0..L-1 (no GELU after the last)
-    out     = Q_2 GELU(Q_1 h_L)        head, 1x1 convs w -> 2w -> C_out
+    out     = Q_2 GELU(Q_1 crop(h_L))  head, 1x1 convs w -> 2w -> C_out, on (B, w, H, W)
 
 K_l is a ``SpectralConv2d`` (m x m modes in both corner blocks), S_l a 1x1 conv with bias.
 Submodule names are part of the interface: parameter names start with ``lift.``,
 ``layers.{l}.spectral.``, ``layers.{l}.skip.`` and ``head.``; training selects adaptation
 modes by these prefixes.
+
+Domain padding (``padding`` = p in [0, 1], default 0: none, H' = H, W' = W). The Fourier
+layers treat their input as one period of a periodic field, which data with Dirichlet or
+Neumann boundaries are not. With p > 0 the lifted features get round(p H) zero rows and
+round(p W) zero columns after the last ones (H' = H + round(p H), W' = W + round(p W)) and
+are cropped back to H x W before the head, as in Li et al.'s FNO code and neuraloperator's
+``domain_padding``: the periodic wrap then joins each boundary to the padding rather than to
+the opposite boundary. The counts come from the input at each call, so a padded model stays
+resolution-independent; padding adds no parameters.
 """
 
 from __future__ import annotations
@@ -62,7 +71,9 @@ class FNO2d(nn.Module):
     """FNO: lift, ``n_layers`` Fourier layers, two-layer head (see module docstring).
 
     Input (B, in_channels, H, W) float, any H, W >= 2 * modes (resolution transfer);
-    output (B, out_channels, H, W).
+    output (B, out_channels, H, W). ``padding`` is the domain padding fraction p (module
+    docstring); it is recorded in ``hparams`` (and so in ``arch``) only when p > 0, so an
+    unpadded model's arch is that of a model built before padding existed.
     """
 
     def __init__(
@@ -73,6 +84,7 @@ class FNO2d(nn.Module):
         modes: int,
         n_layers: int = 4,
         head_width: int | None = None,
+        padding: float = 0.0,
     ) -> None:
         super().__init__()
         head_width = 2 * width if head_width is None else head_width
@@ -92,6 +104,8 @@ class FNO2d(nn.Module):
             "n_layers": n_layers,
             "head_width": head_width,
         }
+        self.padding = 0.0
+        set_padding(self, padding)
         self.lift = Pointwise(in_channels, width)
         self.layers = nn.ModuleList(FourierLayer(width, modes) for _ in range(n_layers))
         self.head = nn.Sequential(
@@ -101,13 +115,14 @@ class FNO2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, out_channels, H, W)."""
         self._check_input(x)
-        h = self.lift(x)
+        height, width = x.shape[-2:]
+        h = pad_high(self.lift(x), self.padding)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < last:  # the reference FNO has no activation after the last Fourier layer
                 h = torch.nn.functional.gelu(h)
-        return self.head(h)
+        return self.head(h[..., :height, :width])
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -116,6 +131,52 @@ class FNO2d(nn.Module):
                 "height, width)"
             )
         check_grid(x.shape[-2], x.shape[-1], self.modes)
+
+
+def padding_cells(n: int, fraction: float) -> int:
+    """Cells of domain padding on an axis of ``n`` points: round(fraction * n)."""
+    return round(fraction * n)
+
+
+def pad_high(h: torch.Tensor, fraction: float) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H + round(p H), W + round(p W)), zeros after the last row and
+    column; ``h`` itself (no copy) when both counts are 0, so p = 0 is the unpadded model."""
+    rows, cols = padding_cells(h.shape[-2], fraction), padding_cells(h.shape[-1], fraction)
+    if rows == 0 and cols == 0:
+        return h
+    return torch.nn.functional.pad(h, (0, cols, 0, rows))
+
+
+def check_padding(fraction: object) -> float:
+    """``fraction`` as a float in [0, 1], else a one-line PdefmError."""
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, (int, float))
+        or not 0.0 <= fraction <= 1.0  # also refuses NaN
+    ):
+        raise PdefmError(
+            f"model padding must be a fraction of the grid in [0, 1], got {fraction!r}; use "
+            "e.g. 0.25, or 0 for none"
+        )
+    return float(fraction)
+
+
+def set_padding(model: FNO2d, fraction: float) -> FNO2d:
+    """Give ``model`` the domain padding ``fraction`` (in [0, 1]; 0 is none), in place.
+
+    Padding has no weights, so a trained model can take any padding (fine-tuning a periodic
+    checkpoint on Dirichlet data pads it). ``hparams`` and, if set, ``arch`` follow, with the
+    key left out at 0 (the arch of a model built without padding), so a checkpoint of the
+    result rebuilds it."""
+    model.padding = check_padding(fraction)
+    for args in (model.hparams, getattr(model, "arch", None)):
+        if not isinstance(args, dict):
+            continue
+        if model.padding:
+            args["padding"] = model.padding
+        else:
+            args.pop("padding", None)
+    return model
 
 
 def _check_sizes(**sizes: object) -> None:

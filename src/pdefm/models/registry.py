@@ -2,7 +2,9 @@
 
 A preset is (factory, keyword arguments, nominal size label). ``create_model(name, in_channels,
 out_channels, **overrides)`` builds one and records ``model.arch``, a JSON-serialisable dict
-such that ``create_model(**model.arch)`` rebuilds the same architecture (LoRA included).
+such that ``create_model(**model.arch)`` rebuilds the same architecture (LoRA and domain
+padding included). LoRA and padding are options of a built model, not sizes of a preset:
+``model_info`` and ``parameter_count`` leave them out, and ``arch`` holds them only when set.
 
 The FNO ladder of the study (4 Fourier layers; the label counts the Fourier weights,
 4 layers * 2 corners * w * w * m * m * 2 real numbers):
@@ -24,7 +26,11 @@ import torch
 from torch import nn
 
 from pdefm.errors import PdefmError
-from pdefm.models.fno import FNO2d
+from pdefm.models.fno import FNO2d, set_padding
+
+# Factory arguments that are not preset sizes: no parameters, not in model_info, recorded in
+# arch only when set (create_model takes them by name).
+_ARCH_OPTIONS = ("padding",)
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,22 @@ def create_model(
     in_channels: int,
     out_channels: int = 1,
     lora: dict[str, Any] | None = None,
+    padding: float = 0.0,
     **overrides: Any,
 ) -> nn.Module:
     """Build preset ``name`` for ``in_channels`` inputs and ``out_channels`` outputs.
 
     ``overrides`` replace preset arguments (e.g. ``width=24``); ``lora`` ({"rank", "alpha"})
-    adds LoRA parameters (see ``pdefm.models.lora``). Sets ``model.arch``.
+    adds LoRA parameters (see ``pdefm.models.lora``); ``padding`` is the FNO's domain padding
+    fraction (``pdefm.models.fno``; 0: none). Sets ``model.arch``.
     """
     kwargs = _resolve(name, overrides)
-    model = _PRESETS[name].factory(in_channels, out_channels, **kwargs)
+    factory = _PRESETS[name].factory
+    if padding:  # at 0 nothing is passed: a factory without padding builds as before
+        if "padding" not in inspect.signature(factory).parameters:
+            raise PdefmError(f"model {name!r} has no domain padding; leave padding at 0")
+        kwargs["padding"] = padding
+    model = factory(in_channels, out_channels, **kwargs)
     resolved = getattr(model, "hparams", kwargs)
     model.arch = {"name": name, "in_channels": in_channels, "out_channels": out_channels}
     model.arch.update(resolved)
@@ -143,7 +156,11 @@ def _resolve(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
 def _factory_defaults(factory: Callable[..., nn.Module]) -> dict[str, Any]:
     """Keyword arguments of ``factory`` after (in_channels, out_channels), with defaults."""
     params = list(inspect.signature(factory).parameters.values())[2:]
-    return {p.name: (None if p.default is p.empty else p.default) for p in params}
+    return {
+        p.name: (None if p.default is p.empty else p.default)
+        for p in params
+        if p.name not in _ARCH_OPTIONS
+    }
 
 
 def _default_label(kwargs: dict[str, Any]) -> str:
@@ -186,3 +203,16 @@ def add_input_channels(model: nn.Module, n_new: int) -> nn.Module:
     model.in_channels += n_new
     model.arch["in_channels"] += n_new
     return model
+
+
+def with_padding(model: nn.Module, fraction: float) -> nn.Module:
+    """``model`` (an FNO) with domain padding ``fraction`` in place, ``arch`` included; padding
+    has no weights, so any trained FNO takes it (see ``pdefm.models.fno.set_padding``)."""
+    if not isinstance(model, FNO2d):
+        if fraction == 0:
+            return model
+        raise PdefmError(
+            f"model {getattr(model, 'arch', {}).get('name', type(model).__name__)!r} has no "
+            "domain padding; leave padding at 0"
+        )
+    return set_padding(model, fraction)

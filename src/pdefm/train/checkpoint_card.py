@@ -35,7 +35,7 @@ CARD = "card.json"
 CONFIG = "config.json"
 FORMAT = "pdefm.checkpoint"
 BYTES_TO_LOAD = 8  # per parameter while loading: the file's tensors plus the model's copy
-_ARCH_KEYS = ("name", "in_channels", "out_channels", "lora")
+_ARCH_KEYS = ("name", "in_channels", "out_channels", "lora", "padding")
 _DAMAGED = "the checkpoint is damaged, restore it or retrain"
 _hash_cache: dict[tuple, str] = {}
 
@@ -212,9 +212,11 @@ def _check_arch(arch: object, path: Path) -> None:
     for key, value in arch.items():
         if key not in (*_ARCH_KEYS, *sizes):
             raise PdefmError(f"{path}: arch.{key} is not an option of {name}")
-        if key in ("name", "lora") or (value is None and key not in _ARCH_KEYS):
+        if key in ("name", "lora", "padding") or (value is None and key not in _ARCH_KEYS):
             continue  # None: the factory's default
         check_int(value, f"{path}: arch.{key}", minimum=1)
+    if "padding" in arch:  # the FNO's domain padding, a fraction of the grid (no weights)
+        check_float(arch["padding"], f"{path}: arch.padding", minimum=0.0, maximum=1.0)
     for key in ("in_channels", "out_channels"):
         check_int(arch.get(key), f"{path}: arch.{key}", minimum=1)
     lora = arch.get("lora")

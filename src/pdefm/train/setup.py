@@ -1,5 +1,13 @@
 """Before a run is written: the splits opened, the init checkpoint loaded once, the fit of
-model, channels, grid and memory checked, the model built, the checkpoint card assembled."""
+model, channels, grid and memory checked, the model built, the checkpoint card assembled.
+
+The model's domain padding (``RunConfig.padding``) is resolved here, where the model is built:
+"auto" is 0 on a training dataset that is periodic on every side and ``AUTO_PADDING`` on one
+that is not, a number is taken as given. From scratch it goes into the arch; a fine-tuned
+checkpoint takes the padding of the fine-tuning data (padding has no weights), which its new
+checkpoint's arch records. Zero-shot evaluates the checkpoint's arch as it is, unless a number
+is given explicitly.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ import torch
 
 from pdefm import __version__
 from pdefm.checks import check_int, check_memory, human_bytes
+from pdefm.data.card import DatasetCard
 from pdefm.data.dataset import PDEDataset
 from pdefm.errors import PdefmError
 from pdefm.train import distributed
@@ -24,7 +33,7 @@ from pdefm.train.checkpoint_card import (
     checkpoint_hash,
     training_bytes,
 )
-from pdefm.train.config import DEVICE_PATTERN, RunConfig
+from pdefm.train.config import AUTO_PADDING, DEVICE_PATTERN, PADDING_AUTO, RunConfig
 from pdefm.train.normalise import Normaliser
 
 
@@ -48,7 +57,20 @@ def load_init(config: RunConfig) -> InitCheckpoint | None:
     if config.init == "scratch":
         return None
     model, card, norm = load_checkpoint(config.init)
+    if config.mode == "zero-shot" and config.padding != PADDING_AUTO:
+        from pdefm.models.registry import with_padding
+
+        with_padding(model, config.padding)  # evaluated as asked; the card stays as saved
     return InitCheckpoint(model, card, norm, checkpoint_hash(config.init, card), config.init)
+
+
+def resolve_padding(config: RunConfig, card: DatasetCard) -> float:
+    """The domain padding fraction a model trained on the dataset of ``card`` gets: "auto" is
+    0 when the data are periodic on every side (the Fourier layers' own assumption) and
+    ``AUTO_PADDING`` otherwise; a number is used as given."""
+    if config.padding != PADDING_AUTO:
+        return float(config.padding)
+    return 0.0 if card.periodic else AUTO_PADDING
 
 
 def check_fit(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | None, device) -> None:
@@ -148,10 +170,17 @@ def build(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | None):
     if init is None:
         from pdefm.models import create_model
 
-        model = create_model(config.model, len(channels), 1, **config.model_overrides)
+        padding = resolve_padding(config, train_ds.card)
+        model = create_model(
+            config.model, len(channels), 1, padding=padding, **config.model_overrides
+        )
         cmap = map_channels(channels, channels, "the model")
         return model, Normaliser.from_card(train_ds.card), cmap, None
-    model, norm = copy.deepcopy(init.model), init.norm
+    from pdefm.models.registry import with_padding
+
+    # the fine-tuning data's padding, not the checkpoint's: it has no weights, so it is free
+    model = with_padding(copy.deepcopy(init.model), resolve_padding(config, train_ds.card))
+    norm = init.norm
     unseen = unseen_channels(init.card.input_channels, channels)
     if unseen and config.new_channels == "init":
         from pdefm.models import add_input_channels
