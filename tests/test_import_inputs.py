@@ -327,3 +327,18 @@ def test_mixed_boundaries_are_recorded_per_side(tmp_path):
     assert card.boundary == {"x_low": "periodic", "x_high": "periodic", "y_low": "dirichlet",
                              "y_high": "neumann"}  # fmt: skip
     assert not card.periodic and f"--boundary={spec}" in card.command
+
+
+def test_the_boundary_is_part_of_the_data_hash_of_non_periodic_data(tmp_path):
+    """The same arrays as periodic and as Dirichlet data are two datasets: runs on them must
+    not share an id. Periodic data keep the hash of their samples alone (published ids)."""
+    import hashlib
+
+    path = write(tmp_path / "own.npz", darcy_like())
+    kw = {"inputs": INPUTS, "progress": False}
+    periodic = load_card(importer.import_dataset(path, tmp_path / "p", **kw))
+    dirichlet = load_card(importer.import_dataset(path, tmp_path / "d", boundary="dirichlet", **kw))
+    assert periodic.content_hash == dirichlet.content_hash
+    assert periodic.data_hash != dirichlet.data_hash
+    samples_only = "".join(periodic.content_hash.values()).encode()
+    assert periodic.data_hash == hashlib.sha256(samples_only).hexdigest()[:16]

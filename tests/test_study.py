@@ -233,3 +233,15 @@ def test_a_dataset_takes_its_family_constants(tmp_path):
     study = load_study(write(tmp_path, text))
     spec = next(s for s, _ in study.datasets.values() if s.family == "darcy")
     assert spec.family_config == {"boundary": "periodic", "forcing": "lattice"}
+
+
+def test_padding_is_a_study_setting(tmp_path):
+    text = TINY.replace("  steps: 10\n", "  steps: 10\n  padding: 0.25\n")
+    study = load_study(write(tmp_path, text))
+    runs = [r for r in study.runs if r.labels.get("method") in ("scratch", "finetune")]
+    assert runs and all(r.config["padding"] == 0.25 for r in runs)
+    bad = TINY.replace("  steps: 10\n", "  steps: 10\n  padding: lots\n")
+    with pytest.raises(
+        PdefmError, match=r"bad.yaml:\d+: downstream.padding must be auto or a fraction"
+    ):
+        load_study(write(tmp_path, bad, "bad.yaml"))

@@ -307,8 +307,14 @@ class DatasetCard:
 
     @property
     def data_hash(self) -> str:
-        """One short hash of the samples of every split (what run ids use for the data)."""
-        return hashlib.sha256("".join(self.content_hash.values()).encode()).hexdigest()[:16]
+        """One short hash of the samples of every split (what run ids use for the data), and
+        of the boundary when it is not periodic: the same arrays imported as periodic and as
+        Dirichlet data are two datasets (padding, residuals), so runs on them never share an
+        id; periodic datasets keep the hash of their samples alone."""
+        text = "".join(self.content_hash.values())
+        if not self.periodic:
+            text += json.dumps(self.boundary, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def balance_levels(self) -> int:

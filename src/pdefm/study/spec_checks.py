@@ -9,7 +9,7 @@ import re
 
 from pdefm import catalogue
 from pdefm.study.yamlcheck import Checker, Located
-from pdefm.train.config import DEFAULT_LRS, MAX_LR_EXTEND, MODES, RunConfig
+from pdefm.train.config import DEFAULT_LRS, MAX_LR_EXTEND, MODES, OWN_CHECKS, RunConfig
 from pdefm.train.settings import GRID, MACHINE, STAGE, check_value, settings_of, study_keys
 
 TOP_KEYS = {
@@ -161,7 +161,9 @@ def check_train_options(check, fields: dict, where: str, keys: tuple[str, ...]) 
             continue
         item, name = fields[key], f"{where}.{key}"
         _, schema = declared[key]
-        if schema.kind == "float":
+        if key in OWN_CHECKS:  # not one schema kind (padding: "auto" or a number)
+            out[key] = check.wrap(item, OWN_CHECKS[key], name)
+        elif schema.kind == "float":
             value = check.number(item, name, minimum=schema.minimum, positive=schema.positive)
             # keep the number as written (0 vs 0.0): it is part of the run id
             out[key] = item.value if isinstance(item.value, (int, float)) else value

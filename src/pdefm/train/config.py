@@ -149,7 +149,7 @@ class RunConfig:
     padding: str | float = setting(
         PADDING_AUTO, "zero-pad the Fourier layers' features by P x n cells per axis, for "
         f"non-periodic data: auto ({AUTO_PADDING:g} if the data have a non-periodic side, else "
-        "0) or P in [0, 1]", "text", omit_default=True, metavar="P",
+        "0) or P in [0, 1]", "text", omit_default=True, metavar="P", study=(STAGE, GRID),
     )  # fmt: skip
     new_channels: str = setting(
         "error", "a dataset channel the checkpoint never saw: refuse (error), or give it a "
@@ -270,8 +270,8 @@ class RunConfig:
             if value is None and f.default is None:
                 continue
             label = schema.flag_name(name).replace("--no-", "--")
-            if name in _OWN_CHECKS:  # a setting of two kinds (a word or a number)
-                _OWN_CHECKS[name](value, label)
+            if name in OWN_CHECKS:  # a setting of two kinds (a word or a number)
+                OWN_CHECKS[name](value, label)
             else:
                 check_value(value, schema, label)
 
@@ -363,4 +363,4 @@ def check_padding(value: object, label: str = "--padding") -> str | float:
 
 
 # settings whose check is not one schema kind: name -> check(value, label)
-_OWN_CHECKS = {"padding": check_padding}
+OWN_CHECKS = {"padding": check_padding}
