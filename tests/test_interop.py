@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pdefm.cli import main
-from pdefm.data import importer, interop
+from pdefm.data import importer, interop, interop_arrays
 from pdefm.data.card import load_card
 from pdefm.data.dataset import PDEDataset
 from pdefm.errors import PdefmError
@@ -58,7 +58,7 @@ def test_a_pdebench_darcy_file_imports_by_rows_as_source_and_diffusion(
     def no_whole_field(self):
         raise AssertionError(f"{self.label} read whole")
 
-    monkeypatch.setattr(interop._Rows, "whole", no_whole_field)
+    monkeypatch.setattr(interop_arrays.Rows, "whole", no_whole_field)
     out = importer.import_dataset(path, tmp_path / "d", x_axis=x_axis, progress=False)
     card = load_card(out)
     assert card.input_channels == ["source", "diffusion_xx", "diffusion_yy", "diffusion_xy"]

@@ -1,9 +1,9 @@
 """The `pdefm` command. Heavy imports (torch) happen inside the subcommands that need them, so
 `pdefm --help` and `pdefm inspect` stay fast.
 
-One module per group of commands: ``data`` (generate, inspect, import, export, mix), ``train``
-(train, evaluate) and ``study`` (study, results, report, demo); each adds its parsers
-(``_add_*``) and runs them (``_run_*``)."""
+One module per group of commands: ``data`` (generate, inspect, mix), ``own_data`` (import,
+export), ``train`` (train, evaluate) and ``study`` (study, results, report, demo); each adds
+its parsers (``_add_*``) and runs them (``_run_*``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from pdefm import __version__
-from pdefm.cli.data import add_export, add_generate, add_import, add_inspect, add_mix
+from pdefm.cli.data import add_generate, add_inspect, add_mix
+from pdefm.cli.own_data import add_export, add_import
 from pdefm.cli.study import (
     add_demo,
     add_report,

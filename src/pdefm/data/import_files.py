@@ -1,7 +1,7 @@
 """Reading an import's input file: NPZ (never unpickled), HDF5, or a dict of tensors saved
 with ``torch.save`` (loaded with ``weights_only=True``: tensors, numbers and strings only, never
 arbitrary objects), as one ``Arrays`` interface that reads arrays whole or by rows. PDEBench
-Darcy and Well-style HDF5 files are presented in the same interface by ``interop``'s adapters."""
+Darcy and Well-style HDF5 files are presented in the same interface by ``interop.open_any``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from pdefm.checks import check_memory
-from pdefm.data.interop import InteropArrays, open_adapter
+from pdefm.data.interop_arrays import InteropArrays
 from pdefm.errors import PdefmError
 
 _HELP = "see `pdefm import --help`"
@@ -212,16 +212,12 @@ def _is_torch_zip(path: Path) -> bool:
 
 @contextlib.contextmanager
 def open_input(path: Path) -> Iterator[Arrays]:
-    """Open an NPZ, HDF5 or torch.save file (told apart by content, not by suffix); a
-    PDEBench Darcy or Well-style HDF5 file opens as its ``interop`` adapter."""
+    """Open an NPZ, HDF5 or torch.save file (told apart by content, not by suffix)."""
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise PdefmError(f"{path} {what}; give the NPZ, HDF5 or .pt file to import")
-    adapter = open_adapter(path)  # None unless the file is in one of those public layouts
-    if adapter is not None:
-        arrays: Arrays = adapter
-    elif h5py.is_hdf5(path):
-        arrays = _H5Arrays(path)
+    if h5py.is_hdf5(path):
+        arrays: Arrays = _H5Arrays(path)
     elif _is_torch_zip(path):
         arrays = _TorchArrays(path)
     elif zipfile.is_zipfile(path):

@@ -34,8 +34,8 @@ from pdefm.checks import check_disk, check_float, check_int
 from pdefm.data import card as cards
 from pdefm.data import stats, store, writer
 from pdefm.data.import_checks import BLOCK_SIZE, DEFAULT_EQUATION, ImportLayout, validate
-from pdefm.data.import_files import Arrays, open_input
-from pdefm.data.interop import adapter_options
+from pdefm.data.import_files import Arrays
+from pdefm.data.interop import open_any
 from pdefm.data.io import hash_file
 from pdefm.data.writer import SplitLayout
 from pdefm.errors import PdefmError
@@ -106,7 +106,7 @@ def import_dataset(
     path, out = Path(path).absolute(), Path(out)
     writer.check_out(out)
     check_options(val_fraction, test_fraction, seed)
-    with adapter_options(beta=beta), open_input(path) as arrays:
+    with open_any(path, beta) as arrays:
         layout = validate(arrays, family, equation, inputs, x_axis, boundary)
         splits = split_indices(layout.n_samples, val_fraction, test_fraction, seed)
         options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
