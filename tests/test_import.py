@@ -231,7 +231,7 @@ BAD = {
     "solution rank": (_set("solution", np.zeros((N, RES, RES, 2, 2))), ["solution has shape"]),
     "two outputs": (
         _set("solution", np.zeros((N, 2, RES, RES))),
-        ["solution has shape", "one output per dataset"],
+        ["solution has shape", "--outputs u,v"],
     ),
     "two sources": (_set("source", np.zeros((N, 2, RES, RES))), ["source has shape", "one"]),
     "sample counts": (

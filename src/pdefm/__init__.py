@@ -10,7 +10,7 @@ The Python API (torch is imported on first use, so ``import pdefm`` stays light)
         .save_pretrained(dir) / Model.from_pretrained(dir)   config.json + model.safetensors
         .input_channels, .output_channels, .families, .to(device)
     pdefm.finetune(checkpoint, data, n_train=..., epochs=..., lrs=...) -> run record
-    pdefm.import_dataset(file, out)       your own NPZ / HDF5 data -> a pdefm dataset
+    pdefm.import_dataset(file, out, x_axis=0)  your own NPZ / HDF5 / .pt data -> a dataset
     pdefm.stage_checkpoint(study_dir, stage) -> a study's pre-trained checkpoint
     pdefm.PdefmError                      every user error: one line, what is wrong and the fix
 """

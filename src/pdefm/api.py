@@ -104,12 +104,13 @@ class Model:
     # -- prediction ---------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, inputs, family: str | None = None, batch_size: int = PREDICT_BATCH):
-        """The predicted solution, shape (B, C_out, n, n) = (B, 1, n, n) as a dataset's
-        targets, in original units.
+        """The predicted outputs, shape (B, C_out, n, n) as a dataset's targets (channels in
+        ``output_channels`` order; C_out = 1 for a single solution field), in original units.
 
         ``inputs`` is either an array / tensor (B, C, n, n) (or (C, n, n), then B = 1) with the
         channels in ``input_channels`` order, or a mapping name -> value with ``source`` of
-        shape (B, n, n) (or (n, n)) and every coefficient channel as (B,) or a scalar. Masks
+        shape (B, n, n) (or (n, n)) and every other channel as a field (B, n, n) or a
+        constant (B,) or scalar (a constant and a field of one name are one input). Masks
         ``has_X`` are derived (1 where X is given); a coefficient whose mask the model has may
         be left out (the family lacks it), any other must be given, and a name the model does
         not know is an error. ``family`` picks the normalisation statistics; by default those
@@ -174,12 +175,26 @@ def _from_mapping(inputs: Mapping, channels: list[str]) -> torch.Tensor:
     names = [field] + [k for k in inputs if k != field]
     planes = [source]
     for name in names[1:]:
-        value = _real_tensor(inputs[name], name).reshape(-1)
-        if value.numel() not in (1, b):
-            raise PdefmError(f"{name} has {value.numel()} values for {b} samples; give 1 or {b}")
-        planes.append(value.to(source.device).expand(b)[:, None, None].expand(b, n, n))
+        planes.append(_plane(_real_tensor(inputs[name], name), name, b, n).to(source.device))
     cmap = map_channels(channels, names, "the model")
     return cmap.apply(torch.stack(planes, 1))
+
+
+def _plane(value: torch.Tensor, name: str, b: int, n: int) -> torch.Tensor:
+    """An input channel as planes (B, n, n): a field (B, n, n) or (n, n) as given, a constant
+    (B,) or a scalar broadcast (a constant and a field of one name are the same input)."""
+    if value.dim() >= 2 and tuple(value.shape[-2:]) == (n, n):
+        field = value.reshape(-1, n, n)
+        if len(field) not in (1, b):
+            raise PdefmError(f"{name} has {len(field)} fields for {b} samples; give 1 or {b}")
+        return field.expand(b, n, n)
+    flat = value.reshape(-1)
+    if flat.numel() not in (1, b):
+        raise PdefmError(
+            f"{name} has {flat.numel()} values for {b} samples; give 1 or {b} (or fields "
+            f"({b}, {n}, {n}))"
+        )
+    return flat.expand(b)[:, None, None].expand(b, n, n)
 
 
 def _check_names(inputs: Mapping, channels: list[str]) -> None:

@@ -9,7 +9,8 @@ from pdefm import catalogue
 IMPORT_EPILOG = """\
 the file (NPZ, HDF5 top-level datasets, or a torch.save'd dict of tensors) with these names:
   source             (N, n, n) or (N, 1, n, n)  the forcing field f; (N,) for a constant one
-  solution           (N, n, n) or (N, 1, n, n)  the target field u (one output per dataset)
+  solution           (N, n, n) or (N, 1, n, n)  the target field u; several outputs: one array
+                              each, listed with --outputs (or the file's output_names)
   NAME               (N, n, n) or (N,)  any other input, listed with --inputs (or in the
                               file's input_names): a field (e.g. a permeability a(x)) or a
                               constant per sample; a field and a constant of the same name are
@@ -86,6 +87,13 @@ def add_import(sub) -> None:
         metavar="NAME,...",
         help="the file's input arrays besides source, in order, each a field (N, n, n) or a "
         "constant (N,) (default: the file's input_names, else none)",
+    )
+    p.add_argument(
+        "--outputs",
+        type=_names,
+        metavar="NAME,...",
+        help="the file's output fields (N, n, n), in order; a model predicts them all "
+        "(default: the file's output_names, else solution)",
     )
     p.add_argument(
         "--x-axis",
@@ -189,6 +197,7 @@ def _run_import(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
         inputs=args.inputs,
+        outputs=args.outputs,
         x_axis=args.x_axis,
         boundary=args.boundary,
         beta=args.beta,
@@ -198,7 +207,7 @@ def _run_import(args: argparse.Namespace) -> int:
     print(
         f"dataset {out}: {card.family}, {counts['train']}/{counts['val']}/{counts['test']} "
         f"train/val/test at {n}x{n}; inputs {', '.join(card.input_channels)}; "
-        f"output {', '.join(card.output_channels)}"
+        f"outputs {', '.join(card.output_channels)}"
     )
     print(f"inspect it with: pdefm inspect {out}")
     print(f"fine-tune on it with: pdefm train {out} --init CHECKPOINT --n-train 64 --epochs 50")

@@ -170,6 +170,9 @@ def _report(record) -> int:
         f"{test['rel_l2']:.4g} (MSE {test['mse']:.3g}"
         + (f", residual {test['residual']:.3g})" if "residual" in test else ")")
     )
+    if "per_output" in test:
+        parts = ", ".join(f"{name} {value:.4g}" for name, value in test["per_output"].items())
+        print(f"test rel L2 per output: {parts}")
     if record.budget:
         print(_budget_line(record))
     print(

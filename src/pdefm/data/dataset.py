@@ -24,7 +24,7 @@ class PDEDataset(torch.utils.data.Dataset):
 
     ``ds[i]`` is ``(inputs, target)`` with inputs (C, n, n) float32 in ``ds.input_channels``
     order (the source first; a field input as stored, a constant input broadcast to a plane)
-    and target (1, n, n).
+    and target (K, n, n), the outputs in ``ds.output_channels`` order (K = 1: the solution).
     """
 
     def __init__(self, root: str | Path, split: str = "train", indices: np.ndarray | None = None):
@@ -45,6 +45,10 @@ class PDEDataset(torch.utils.data.Dataset):
     @property
     def input_channels(self) -> list[str]:
         return self.card.input_channels
+
+    @property
+    def output_channels(self) -> list[str]:
+        return self.card.output_channels
 
     @property
     def resolution(self) -> int:
@@ -77,7 +81,7 @@ class PDEDataset(torch.utils.data.Dataset):
         return x[0], y[0]
 
     def batch(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
-        """Samples at ``positions`` of this dataset: inputs (B, C, n, n), target (B, 1, n, n)."""
+        """Samples at ``positions`` of this dataset: inputs (B, C, n, n), target (B, K, n, n)."""
         rows = self.indices[np.asarray(positions, dtype=np.int64)]
         fields = store.read_fields(self._file(), rows)
         channels = torch.from_numpy(self.vectors()["channels"][rows]).to(torch.float32)
@@ -89,7 +93,8 @@ class PDEDataset(torch.utils.data.Dataset):
         for name in field_names[1:]:
             planes[name] = torch.from_numpy(fields[f"{store.FIELD_GROUP}/{name}"])
         inputs = torch.stack([planes[name] for name in self.input_channels], dim=1)
-        return inputs, torch.from_numpy(fields["solution"])[:, None]
+        keys = ["solution", *(f"{store.OUTPUT_GROUP}/{k}" for k in self.output_channels[1:])]
+        return inputs, torch.stack([torch.from_numpy(fields[k]) for k in keys], dim=1)
 
     def input_fields(self, positions) -> dict[str, np.ndarray]:
         """The input fields besides the source at ``positions``, keyed ``coefficients/NAME``

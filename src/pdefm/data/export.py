@@ -79,7 +79,7 @@ def _write_root(card, split: str, dst: h5py.File, scalars: dict[str, np.ndarray]
         if name not in ROOT_ATTRS and len(values) and (values == values[0]).all():
             attrs[name] = float(values[0])
     attrs["pdefm_inputs"] = _strings(card.input_channels)
-    attrs["pdefm_outputs"] = _strings(["solution"])
+    attrs["pdefm_outputs"] = _strings(card.output_channels)
     attrs["pdefm_family"] = card.family
     attrs["pdefm_equation"] = card.equation
     attrs["pdefm_parameter_name"] = card.parameter_name
@@ -122,7 +122,7 @@ def _write_boundaries(card, dst: h5py.File) -> None:
     """One subgroup per axis when both sides agree (e.g. ``x_periodic``), else one per side
     (``x_low_wall``); ``mask`` (n,) marks the boundary points the condition applies to."""
     sides, n = card.boundary, card.resolution
-    fields = [*card.field_channels, "solution"]
+    fields = [*card.field_channels, *card.output_channels]
     group = dst.create_group("boundary_conditions", track_order=True)
     for axis in ("x", "y"):
         low, high = sides[f"{axis}_low"], sides[f"{axis}_high"]
@@ -152,11 +152,14 @@ def _write_scalars(dst: h5py.File, scalars: dict[str, np.ndarray]) -> None:
 
 def _write_fields(card, src: h5py.File, dst: h5py.File) -> None:
     """t0_fields: every input field (the first stored as ``source``, others under
-    ``fields/``) and the solution, (N, n, n) float32 x first, copied _COPY_ROWS at a time."""
+    ``fields/``) and every output (the first stored as ``solution``, others under
+    ``outputs/``), (N, n, n) float32 x first, copied _COPY_ROWS at a time."""
 
     first, *rest = card.field_channels
     where = {first: "source", **{k: f"{store.FIELD_GROUP}/{k}" for k in rest}}
-    where["solution"] = "solution"
+    out_first, *out_rest = card.output_channels
+    where[out_first] = "solution"
+    where.update({k: f"{store.OUTPUT_GROUP}/{k}" for k in out_rest})
     group = dst.create_group("t0_fields", track_order=True)
     group.attrs["field_names"] = _strings(list(where))
     for name, key in where.items():

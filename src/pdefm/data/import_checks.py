@@ -11,7 +11,14 @@ import numpy as np
 from pdefm import catalogue
 from pdefm.data.import_files import _HELP, Arrays
 from pdefm.data.import_grid import GRID_ARRAYS, GridInfo, read_grid
-from pdefm.data.import_inputs import CONSTANT, FIELD, NAME, declared_inputs, input_kind
+from pdefm.data.import_inputs import (
+    CONSTANT,
+    FIELD,
+    NAME,
+    declared_inputs,
+    declared_outputs,
+    input_kind,
+)
 from pdefm.errors import PdefmError
 
 MIN_RESOLUTION = 8
@@ -39,6 +46,7 @@ KNOWN_ARRAYS = (
     "family",
     "equation",
     "input_names",
+    "output_names",
     *GRID_ARRAYS,
 )
 
@@ -67,6 +75,7 @@ class ImportLayout:
     inputs: tuple[str, ...] = ()  # every input after source, in order; () = the coefficients
     fields: tuple[str, ...] = ()  # the inputs after source that are fields
     source_constant: bool = False  # source given as (N,): stored broadcast to a plane
+    outputs: tuple[str, ...] = ("solution",)  # the output arrays; the first is stored as solution
 
     @property
     def input_channels(self) -> list[str]:
@@ -80,17 +89,20 @@ def validate(
     inputs: list[str] | None = None,
     x_axis: int | None = None,
     boundary: str | None = None,
+    outputs: list[str] | None = None,
 ) -> ImportLayout:
     """Check every array of the input (names, ranks, shapes, counts, values) and return its
     ``ImportLayout``; the first problem is a one-line PdefmError naming the array and the fix.
     ``inputs`` names the inputs besides source (default: the file's ``input_names``);
-    ``x_axis`` and ``boundary`` describe the grid (see ``import_grid.read_grid``)."""
-    declared = declared_inputs(arrays, inputs, KNOWN_ARRAYS)
-    _check_names(arrays, declared)
+    ``x_axis`` and ``boundary`` describe the grid (see ``import_grid.read_grid``); ``outputs``
+    names the output fields (default: the file's ``output_names``, else ``solution``)."""
+    out_names = declared_outputs(arrays, outputs, KNOWN_ARRAYS)
+    declared = declared_inputs(arrays, inputs, KNOWN_ARRAYS, out_names)
+    _check_names(arrays, declared, out_names)
     kinds = {name: input_kind(arrays, name) for name in declared}
     source_constant = "source" in arrays.names and input_kind(arrays, "source") == CONSTANT
     fields = [name for name in declared if kinds[name] == FIELD]
-    spatial = ([] if source_constant else ["source"]) + ["solution", *fields]
+    spatial = ([] if source_constant else ["source"]) + [*out_names, *fields]
     n, resolution = _check_fields(arrays, spatial)
     grid = read_grid(arrays, resolution, x_axis, boundary)
     names, coefficients = _read_coefficients(arrays, n)
@@ -116,6 +128,7 @@ def validate(
         fields=tuple(fields),
         source_constant=source_constant,
         grid=grid,
+        outputs=tuple(out_names),
     )
 
 
@@ -141,19 +154,21 @@ def _with_constants(
     return (*constants, *names), np.column_stack([*columns, values])
 
 
-def _check_names(arrays: Arrays, declared: list[str]) -> None:
-    for name in ("source", "solution"):
+def _check_names(arrays: Arrays, declared: list[str], outputs: list[str]) -> None:
+    for name in ("source", *outputs):
         if name not in arrays.names:
             found = ", ".join(arrays.names) or "nothing"
             shape = "(N, n, n) or, for a constant forcing, (N,)" if name == "source" else ""
             raise PdefmError(
                 f"{arrays.path} has no array `{name}` (found: {found}); add it as {shape} ({_HELP})"
             )
-    unknown = [k for k in arrays.names if k not in KNOWN_ARRAYS and k not in declared]
+    known = {*KNOWN_ARRAYS, *declared, *outputs}
+    unknown = [k for k in arrays.names if k not in known]
     if unknown:
         raise PdefmError(
-            f"{arrays.path} holds unknown array `{unknown[0]}`; list it as an input "
-            f"(--inputs {unknown[0]} or input_names in the file), rename it to one of "
+            f"{arrays.path} holds unknown array `{unknown[0]}`; list it as an input or output "
+            f"(--inputs / --outputs {unknown[0]}, or input_names / output_names in the file), "
+            "rename it to one of "
             f"{', '.join(KNOWN_ARRAYS)}, or remove it"
         )
 
@@ -178,7 +193,7 @@ def _check_fields(arrays: Arrays, names: list[str]) -> tuple[int, int]:
             )
     if "source" in arrays.names and first != "source" and arrays.shape("source")[0] != n:
         raise PdefmError(
-            f"source has {arrays.shape('source')[0]} samples but solution has {n}; give every "
+            f"source has {arrays.shape('source')[0]} samples but {first} has {n}; give every "
             "array the same first dimension N"
         )
     if grid[0] != grid[1]:
@@ -205,8 +220,9 @@ def _field_shape(arrays: Arrays, name: str) -> tuple[int, int, int]:
     if len(shape) == 4 and shape[1] != 1:
         if name == "solution":
             raise PdefmError(
-                f"solution has shape {shape}: {shape[1]} output channels, but pdefm models "
-                "predict one field; import one output per dataset, e.g. solution[:, k]"
+                f"solution has shape {shape}: {shape[1]} output channels in one array; give "
+                "each output its own name (e.g. u = solution[:, 0], v = solution[:, 1]) and "
+                "list them with --outputs u,v"
             )
         raise PdefmError(
             f"{name} has shape {shape}: {shape[1]} channels in one field; give each its own "

@@ -19,54 +19,77 @@ OUTPUT = "solution"
 FIELD, CONSTANT = "field", "constant"
 
 
+def declared_outputs(
+    arrays: Arrays, outputs: list[str] | None, reserved: tuple[str, ...]
+) -> list[str]:
+    """The output names, in order: ``outputs`` (the --outputs flag) if given, else the file's
+    ``output_names``, else ``solution``. Each must be a field array of the file, a valid name,
+    not ``source`` or another reserved array name (``solution`` aside), and listed once."""
+    if outputs is None and "output_names" in arrays.names:
+        outputs = _names_array(arrays, "output_names")
+    names = list(outputs) if outputs else [OUTPUT]
+    for name in names:
+        if name != OUTPUT:
+            _check_name(arrays, name, reserved, "output")
+    duplicate = next((k for k in names if names.count(k) > 1), None)
+    if duplicate is not None:
+        raise PdefmError(f"output {duplicate!r} is listed twice; list each output once")
+    return names
+
+
 def declared_inputs(
-    arrays: Arrays, inputs: list[str] | None, reserved: tuple[str, ...]
+    arrays: Arrays,
+    inputs: list[str] | None,
+    reserved: tuple[str, ...],
+    outputs: tuple[str, ...] | list[str] = (OUTPUT,),
 ) -> list[str]:
     """The input names besides ``source``, in order: ``inputs`` (the --inputs flag) if given,
     else the file's ``input_names``, else none (the classic layout: source plus
     coefficients). Each must be an array of the file, a valid name, not an output, not a
     reserved array name, and listed once."""
     if inputs is None and "input_names" in arrays.names:
-        inputs = _names_array(arrays)
+        inputs = _names_array(arrays, "input_names")
     names = [name for name in (inputs or []) if name != "source"]
     for name in names:
-        _check_input_name(arrays, name, reserved)
+        if name in outputs:
+            raise PdefmError(
+                f"{name!r} is listed as an input but it is an output; an array cannot be both: "
+                "drop it from the inputs or the outputs"
+            )
+        _check_name(arrays, name, reserved, "input")
     duplicate = next((k for k in names if names.count(k) > 1), None)
     if duplicate is not None:
         raise PdefmError(f"input {duplicate!r} is listed twice; list each input once")
     return names
 
 
-def _names_array(arrays: Arrays) -> list[str]:
-    values = arrays.whole("input_names")
+def _names_array(arrays: Arrays, key: str) -> list[str]:
+    values = arrays.whole(key)
     if values.ndim != 1 or values.dtype.kind not in "USO":
         raise PdefmError(
-            f"input_names has shape {values.shape} and dtype {values.dtype}: expected a 1-D "
+            f"{key} has shape {values.shape} and dtype {values.dtype}: expected a 1-D "
             "array of strings, e.g. np.array(['diffusion_xx', 'diffusion_yy'])"
         )
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
 
 
-def _check_input_name(arrays: Arrays, name: str, reserved: tuple[str, ...]) -> None:
-    if name == OUTPUT:
-        raise PdefmError(
-            f"{OUTPUT!r} is listed as an input but it is the output; an array cannot be both: "
-            f"drop it from the inputs"
-        )
+def _check_name(arrays: Arrays, name: str, reserved: tuple[str, ...], role: str) -> None:
+    """An input or output name: a channel name, not a reserved array, an array of the file."""
     if not NAME.match(name):
         raise PdefmError(
-            f"input name {name!r} is not a channel name; use letters, digits, '_', '-', '.' "
+            f"{role} name {name!r} is not a channel name; use letters, digits, '_', '-', '.' "
             "(e.g. diffusion_xx)"
         )
     if name in reserved:
         raise PdefmError(
-            f"input name {name!r} is the name of a pdefm import array; rename that array"
+            f"{role} name {name!r} is the name of a pdefm import array; rename that array"
         )
     if name not in arrays.names:
         found = ", ".join(arrays.names) or "nothing"
+        shape = "(N, n, n) for a field or (N,) for a constant" if role == "input" else "(N, n, n)"
         raise PdefmError(
-            f"input {name!r} is not an array of {arrays.path} (found: {found}); add it as "
-            "(N, n, n) for a field or (N,) for a constant, or drop it from the inputs"
+            f"{role} {name!r} is not an array of {arrays.path} (found: {found}); add it as "
+            f"{shape}, or drop it from the {role}s"
         )
 
 

@@ -92,13 +92,15 @@ def import_dataset(
     x_axis: int | None = None,
     boundary: str | None = None,
     beta: float | None = None,
+    outputs: list[str] | None = None,
 ) -> Path:
     """Validate the NPZ/HDF5/.pt file ``path`` (see the module docstring) and write it as a
     pdefm dataset in ``out`` (new, empty, or this same import to finish or find finished).
     ``family`` / ``equation`` override the file's, ``inputs`` (names of the file's input
     arrays besides source, fields or constants) its ``input_names``, ``x_axis`` (which array
     axis of the fields is x) and ``boundary`` (e.g. "dirichlet") its grid description;
-    ``beta`` is the constant forcing of a PDEBench Darcy file (default: from its name).
+    ``beta`` is the constant forcing of a PDEBench Darcy file (default: from its name);
+    ``outputs`` names the output fields (default: the file's ``output_names``, else solution).
     Returns ``out``.
 
     Every check comes before ``out`` is created; an interrupted import resumes block by block
@@ -107,13 +109,14 @@ def import_dataset(
     writer.check_out(out)
     check_options(val_fraction, test_fraction, seed)
     with open_any(path, beta) as arrays:
-        layout = validate(arrays, family, equation, inputs, x_axis, boundary)
+        layout = validate(arrays, family, equation, inputs, x_axis, boundary, outputs)
         splits = split_indices(layout.n_samples, val_fraction, test_fraction, seed)
         options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
-        given = {"inputs": inputs, "x_axis": x_axis, "boundary": boundary, "beta": beta}
+        given = {"inputs": inputs, "outputs": outputs, "x_axis": x_axis, "boundary": boundary}
+        given["beta"] = beta
         for key, value in given.items():
             if value is not None:
-                options[key] = list(value) if key == "inputs" else value
+                options[key] = list(value) if key in ("inputs", "outputs") else value
         source = ImportSource(arrays, layout, splits, options, file_sha256(path))
         if writer.finished(out, source) is None:
             if not (out / cards.PROGRESS_NAME).is_file():
@@ -124,7 +127,7 @@ def import_dataset(
 
 def _check_disk(layout: ImportLayout, out: Path) -> None:
     """Refuse an import the disk cannot hold: float32 fields plus the per-sample vectors."""
-    fields = 2 + len(layout.fields)
+    fields = 1 + len(layout.outputs) + len(layout.fields)
     per_sample = 4 * fields * layout.resolution**2 + 8 * (len(layout.coefficient_names) * 2 + 8)
     check_disk(
         out, layout.n_samples * per_sample, "import", "free disk space or choose another --out"
@@ -179,7 +182,10 @@ class ImportSource:
         names = tuple(self.file_layout.coefficient_names)
         n = self.file_layout.resolution
         count = len(self.splits[split])
-        return SplitLayout(count, BLOCK_SIZE, n, len(names), names, fields=self.file_layout.fields)
+        return SplitLayout(
+            count, BLOCK_SIZE, n, len(names), names, fields=self.file_layout.fields,
+            outputs=self.file_layout.outputs[1:],
+        )  # fmt: skip
 
     @contextlib.contextmanager
     def reading(self, split: str) -> Iterator[writer.BlockReader]:
@@ -202,7 +208,7 @@ def _block_arrays(arrays: Arrays, layout: ImportLayout, rows: np.ndarray) -> dic
     b, n = len(rows), layout.resolution
     transpose = layout.grid.file_x_axis == 1
     source = _field_rows(arrays, "source", rows, n, transpose, layout.source_constant)
-    solution = _field_rows(arrays, "solution", rows, n, transpose)
+    solution = _field_rows(arrays, layout.outputs[0], rows, n, transpose)
     channels = np.ascontiguousarray(layout.coefficients[rows])
     block = {
         "source": source,
@@ -220,6 +226,8 @@ def _block_arrays(arrays: Arrays, layout: ImportLayout, rows: np.ndarray) -> dic
         field = _field_rows(arrays, name, rows, n, transpose)
         block[f"{store.FIELD_GROUP}/{name}"] = field
         block[f"{store.FIELD_NORM_GROUP}/{name}"] = _rms(field)
+    for name in layout.outputs[1:]:
+        block[f"{store.OUTPUT_GROUP}/{name}"] = _field_rows(arrays, name, rows, n, transpose)
     return block
 
 
@@ -269,7 +277,7 @@ def build_card(source: ImportSource, root: Path, hashes: dict[str, str]) -> dict
         "channels": {
             "inputs": layout.input_channels,
             "fields": ["source", *layout.fields],
-            "outputs": ["solution"],
+            "outputs": list(layout.outputs),
         },
         # One source "level" (all 0): PDEDataset.subset balances over len(sparsity_levels).
         "source_law": {"kind": "imported", "sparsity_levels": [0.0]},
@@ -322,8 +330,9 @@ def import_command(source_file: Path, layout: ImportLayout, options: dict) -> st
     ]
     if layout.equation != DEFAULT_EQUATION:
         parts.append(f"--equation={shlex.quote(layout.equation)}")
-    if "inputs" in options:
-        parts.append(f"--inputs={shlex.quote(','.join(options['inputs']))}")
+    for key in ("inputs", "outputs"):
+        if key in options:
+            parts.append(f"--{key}={shlex.quote(','.join(options[key]))}")
     if "x_axis" in options:
         parts.append(f"--x-axis {options['x_axis']}")
     if "boundary" in options:

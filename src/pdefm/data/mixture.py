@@ -109,6 +109,11 @@ def _check_members(members: list[_Member]) -> None:
     if len(set(paths)) < len(paths):
         raise PdefmError("a member dataset is listed twice; give each directory once")
     for m in members:
+        if len(m.card.output_channels) > 1:
+            raise PdefmError(
+                f"member {m.path} has several outputs ({', '.join(m.card.output_channels)}); "
+                "mixtures take datasets with one output"
+            )
         extra = m.card.field_channels[1:]
         if extra:
             raise PdefmError(

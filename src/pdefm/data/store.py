@@ -22,6 +22,11 @@ A constant input (one value per sample) is a column of ``channels``; a field inp
 ``fields``: the reader broadcasts the first to a plane, so to a model the two are the same
 input, matched by name.
 
+Datasets with several outputs keep the first in ``solution`` and add the others, in the card's
+output order:
+
+    outputs/NAME      (N, n, n) float32   a further output field, chunked like solution
+
 Mixtures (``pdefm.data.mixture``) add two optional vectors:
 
     member        (N,)      int64     index of the member dataset in the card's ``members``
@@ -46,6 +51,7 @@ OPTIONAL_VECTORS = ("member", "origin_row")  # int64, mixtures only
 FORMAT = "pdefm.dataset.split"
 FIELD_GROUP = "fields"  # input fields besides the source, by name
 FIELD_NORM_GROUP = "field_norms"  # their per-sample RMS
+OUTPUT_GROUP = "outputs"  # outputs besides the first (stored as solution), by name
 
 
 def create_split(
@@ -56,10 +62,11 @@ def create_split(
     names: list[str],
     optional: tuple[str, ...] = (),
     fields: tuple[str, ...] = (),
+    outputs: tuple[str, ...] = (),
 ):
     """Create an empty split file with every dataset allocated (plus the ``optional``
-    vectors among ``OPTIONAL_VECTORS`` and the extra input ``fields``); returns it open for
-    writing."""
+    vectors among ``OPTIONAL_VECTORS``, the extra input ``fields`` and the ``outputs`` besides
+    the first); returns it open for writing."""
     h5 = h5py.File(path, "w")
     h5.attrs["format"] = FORMAT
     kw = {"track_times": False}  # timestamps would make identical datasets differ in bytes
@@ -82,6 +89,11 @@ def create_split(
             shape = (n, resolution, resolution)
             extra.create_dataset(name, shape, "f4", chunks=(1, resolution, resolution), **kw)
             norms.create_dataset(name, (n,), "f8", **kw)
+    if outputs:
+        group = h5.create_group(OUTPUT_GROUP, track_order=True)
+        for name in outputs:
+            shape = (n, resolution, resolution)
+            group.create_dataset(name, shape, "f4", chunks=(1, resolution, resolution), **kw)
     h5.flush()
     return h5
 
@@ -107,7 +119,8 @@ def read_rows(h5: h5py.File, start: int, stop: int) -> dict[str, np.ndarray]:
     """Every array's rows [start, stop), keyed as in ``write_rows``."""
     keys = [*FIELDS, *VECTORS, "channels", *_optional(h5)]
     keys += [f"coefficients/{k}" for k in h5["coefficients"]]
-    keys += [f"{group}/{k}" for group in (FIELD_GROUP, FIELD_NORM_GROUP) for k in _group(h5, group)]
+    groups = (FIELD_GROUP, FIELD_NORM_GROUP, OUTPUT_GROUP)
+    keys += [f"{group}/{k}" for group in groups for k in _group(h5, group)]
     return {key: h5[key][start:stop] for key in keys}
 
 
@@ -170,14 +183,15 @@ def _optional(h5: h5py.File) -> list[str]:
 
 
 def read_fields(h5: h5py.File, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """source, solution and every extra input field (key ``fields/NAME``) at ``indices`` (any
-    order, repeats allowed): (B, n, n) float32 each.
+    """source, solution, every extra input field (key ``fields/NAME``) and every further output
+    (``outputs/NAME``) at ``indices`` (any order, repeats allowed): (B, n, n) float32 each.
 
     h5py needs increasing unique indices, so rows are read sorted and put back in order."""
     indices = np.asarray(indices, dtype=np.int64)
     unique, inverse = np.unique(indices, return_inverse=True)
     out = {}
-    for name in (*FIELDS, *(f"{FIELD_GROUP}/{k}" for k in extra_fields(h5))):
+    extra = [f"{group}/{k}" for group in (FIELD_GROUP, OUTPUT_GROUP) for k in _group(h5, group)]
+    for name in (*FIELDS, *extra):
         ds = h5[name]
         if len(unique) and unique[-1] - unique[0] + 1 == len(unique):
             rows = ds[unique[0] : unique[-1] + 1]  # a contiguous run: one slice read

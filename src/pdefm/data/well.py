@@ -42,16 +42,19 @@ ROOT_ATTRS = ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories",
 
 def well_entries(path: Path, h5: h5py.File) -> dict:
     """The import arrays of a Well-style file: the inputs (``pdefm_inputs``, default: source,
-    the other t0_fields, the scalars), the output (``pdefm_outputs``, default solution) as
-    ``solution``, the coordinates as 2-D arrays indexed [x, y] (so the importer knows x is
-    axis 0 and refuses a contradicting --x-axis), the boundary, parameter and names."""
+    the other t0_fields, the scalars), the outputs (``pdefm_outputs``, default solution)
+    under their names with ``output_names``, the coordinates as 2-D arrays indexed [x, y]
+    (so the importer knows x is axis 0 and refuses a contradicting --x-axis), the boundary,
+    parameter and names."""
     _check_well_root(path, h5)
-    output = _well_output(path, h5)
-    solution = _well_field(path, h5["t0_fields"], output)
-    n_samples = _well_samples(path, h5, solution)
-    inputs = _well_inputs(path, h5, output)
+    outputs = _well_outputs(path, h5)
+    fields = {name: _well_field(path, h5["t0_fields"], name) for name in outputs}
+    n_samples = _well_samples(path, h5, fields[outputs[0]])
+    inputs = _well_inputs(path, h5, outputs)
     entries: dict[str, Rows | Value] = {"source": _well_input(path, h5, "source", n_samples)}
-    entries["solution"] = solution
+    entries.update(fields)
+    if outputs != ["solution"]:
+        entries["output_names"] = value_of(np.array(outputs, dtype=str))
     for name in inputs[1:]:
         entries[name] = _well_input(path, h5, name, n_samples)
     if len(inputs) > 1:
@@ -78,19 +81,16 @@ def _check_well_root(path: Path, h5: h5py.File) -> None:
         )
 
 
-def _well_output(path: Path, h5: h5py.File) -> str:
+def _well_outputs(path: Path, h5: h5py.File) -> list[str]:
+    """The output fields in order: ``pdefm_outputs``, else ``solution``; each a t0_field."""
     outputs = _attr_strings(h5.attrs, "pdefm_outputs") or ["solution"]
-    if len(outputs) != 1:
-        raise PdefmError(
-            f"pdefm_outputs of {path} names {len(outputs)} fields ({', '.join(outputs)}); "
-            "pdefm models predict one field: name one output per import"
-        )
-    if outputs[0] not in h5["t0_fields"]:
-        raise PdefmError(
-            f"{path} has no t0_fields/{outputs[0]}, the output; add it (N, nx, ny) or name "
-            "the output field in the root attribute pdefm_outputs"
-        )
-    return outputs[0]
+    for name in outputs:
+        if name not in h5["t0_fields"]:
+            raise PdefmError(
+                f"{path} has no t0_fields/{name}, an output; add it (N, nx, ny) or name the "
+                "output fields in the root attribute pdefm_outputs"
+            )
+    return outputs
 
 
 def _well_samples(path: Path, h5: h5py.File, output: Rows) -> int:
@@ -105,13 +105,13 @@ def _well_samples(path: Path, h5: h5py.File, output: Rows) -> int:
     return n_samples
 
 
-def _well_inputs(path: Path, h5: h5py.File, output: str) -> list[str]:
+def _well_inputs(path: Path, h5: h5py.File, outputs: list[str]) -> list[str]:
     """The inputs in order, source first: ``pdefm_inputs``, else source, the other t0_fields
     and the scalars (but ``parameter``) in file order."""
 
     inputs = _attr_strings(h5.attrs, "pdefm_inputs")
     if inputs is None:
-        fields = [k for k in h5["t0_fields"] if k not in (output, "source")]
+        fields = [k for k in h5["t0_fields"] if k not in (*outputs, "source")]
         scalars = [k for k in h5.get("scalars", {}) if k != "parameter"]
         inputs = ["source", *fields, *scalars]
     if not inputs or inputs[0] != "source":
@@ -120,7 +120,7 @@ def _well_inputs(path: Path, h5: h5py.File, output: str) -> list[str]:
             "source: list it first (and name that field source)"
         )
     for name in inputs[1:]:
-        if name in KNOWN_ARRAYS or name == output:
+        if name in KNOWN_ARRAYS or name in outputs:
             raise PdefmError(
                 f"pdefm_inputs of {path} names {name!r}, a name pdefm import reserves; rename "
                 "that field or scalar"

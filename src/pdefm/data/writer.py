@@ -63,6 +63,7 @@ class SplitLayout:
     coefficient_names: tuple[str, ...]
     optional: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()  # input fields besides the source (``store.FIELD_GROUP``)
+    outputs: tuple[str, ...] = ()  # outputs besides the first (``store.OUTPUT_GROUP``)
 
     @property
     def n_blocks(self) -> int:
@@ -386,4 +387,5 @@ def _open_partial(
         list(layout.coefficient_names),
         optional=layout.optional,
         fields=layout.fields,
+        outputs=layout.outputs,
     )

@@ -16,7 +16,7 @@ from pdefm.train.batches import BatchCache, SplitBatches
 from pdefm.train.checkpoint import ChannelMap, map_channels
 from pdefm.train.metrics import mse, relative_l2
 from pdefm.train.normalise import Normaliser
-from pdefm.train.setup import InitCheckpoint
+from pdefm.train.setup import InitCheckpoint, check_outputs
 
 EVAL_BATCH = 64
 
@@ -41,6 +41,7 @@ def evaluate_checkpoint(
     channels mapped onto the data's by name and the data's family statistics added to its
     normaliser (those of a family it was trained on are kept)."""
     test = splits["test"]
+    check_outputs(init.card.output_channels, test.output_channels, init.path)
     cmap = map_channels(init.card.input_channels, test.input_channels, f"checkpoint {init.path}")
     norm = init.norm.with_dataset(test.card)
     return evaluate_final(init.model.to(device), cmap, norm, BatchCache(splits, device))
@@ -66,7 +67,7 @@ def evaluate_model(model, batches: SplitBatches, residual: bool = False) -> dict
     left out for a family pdefm has no operator for). Under torchrun each rank evaluates its
     share of the samples and the sums are reduced: every rank gets the whole split's means."""
     model.eval()
-    rel, err, res = [], [], []
+    rel, err, res, per = [], [], [], []
     share = distributed.shard(np.arange(len(batches)))
     for a in range(0, len(share), EVAL_BATCH):
         positions = share[a : a + EVAL_BATCH]
@@ -74,9 +75,16 @@ def evaluate_model(model, batches: SplitBatches, residual: bool = False) -> dict
         pred, y = model(x).float() * s, y * s
         rel.append(relative_l2(pred, y))
         err.append(mse(pred, y))
+        if y.shape[1] > 1:  # several outputs: each one's error too
+            per.append(torch.stack([relative_l2(pred[:, k], y[:, k]) for k in range(y.shape[1])]))
         if residual:
             res.append(batches.residual(pred[:, 0], x[:, 0] * s[:, 0], positions))
     out = {"rel_l2": _mean(rel), "mse": _mean(err), "n": len(batches)}
+    if per:
+        names = batches.ds.output_channels
+        out["per_output"] = {
+            name: _mean([p[k] for p in per]) for k, name in enumerate(names)
+        }  # fmt: skip
     value = _mean(res, skip_nan=True) if residual else None
     if value is not None:
         out["residual"] = value

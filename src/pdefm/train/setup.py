@@ -78,8 +78,9 @@ def check_fit(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | No
     preset or model option, channels the checkpoint never saw (without --new-channels init),
     a grid too small for the model's modes, a model and batch that cannot fit in memory."""
     if init is None:
-        arch = _scratch_arch(config, len(train_ds.input_channels))
+        arch = _scratch_arch(config, len(train_ds.input_channels), len(train_ds.output_channels))
     else:
+        check_outputs(init.card.output_channels, train_ds.output_channels, config.init)
         channels = _init_channels(config, init, train_ds.input_channels)
         map_channels(channels, train_ds.input_channels, f"checkpoint {config.init}")
         arch = {**init.card.arch, "in_channels": len(channels)}
@@ -94,9 +95,21 @@ def check_fit(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | No
         _check_training_memory(config, arch, config.batch_for(len(train_ds)), n, device)
 
 
-def _scratch_arch(config: RunConfig, in_channels: int) -> dict:
-    """The arch ``create_model(config.model, in_channels, 1, **overrides)`` would record,
-    computed without building it (unknown presets and options refused)."""
+def check_outputs(model_outputs: list[str], data_outputs: list[str], where: str) -> None:
+    """A checkpoint predicts the dataset's outputs: the same names in the same order, or one
+    output each (whatever its name: a single solution field)."""
+    if model_outputs == data_outputs or len(model_outputs) == len(data_outputs) == 1:
+        return
+    raise PdefmError(
+        f"checkpoint {where} predicts {', '.join(model_outputs)} but the dataset's outputs are "
+        f"{', '.join(data_outputs)}; train from scratch, or use a checkpoint trained on these "
+        "outputs"
+    )
+
+
+def _scratch_arch(config: RunConfig, in_channels: int, out_channels: int = 1) -> dict:
+    """The arch ``create_model(config.model, in_channels, out_channels, **overrides)`` would
+    record, computed without building it (unknown presets and options refused)."""
     from pdefm.models import model_info
 
     info = model_info(config.model)
@@ -108,7 +121,9 @@ def _scratch_arch(config: RunConfig, in_channels: int) -> dict:
             )
         check_int(value, f"model option {key}", minimum=1)
     sizes.update(config.model_overrides)
-    return {"name": config.model, "in_channels": in_channels, "out_channels": 1, **sizes}
+    return {
+        "name": config.model, "in_channels": in_channels, "out_channels": out_channels, **sizes
+    }  # fmt: skip
 
 
 def _init_channels(config: RunConfig, init: InitCheckpoint, data_channels: list[str]) -> list[str]:
@@ -171,8 +186,9 @@ def build(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | None):
         from pdefm.models import create_model
 
         padding = resolve_padding(config, train_ds.card)
+        outputs = len(train_ds.output_channels)
         model = create_model(
-            config.model, len(channels), 1, padding=padding, **config.model_overrides
+            config.model, len(channels), outputs, padding=padding, **config.model_overrides
         )
         cmap = map_channels(channels, channels, "the model")
         return model, Normaliser.from_card(train_ds.card), cmap, None
@@ -198,7 +214,7 @@ def checkpoint_card(config, train_ds: PDEDataset, norm: Normaliser, base, lr, in
     resolved = config.resolved(train_ds.card.data_hash, init.hash if init else None)
     return {
         "input_channels": list(norm.channels),
-        "output_channels": ["solution"],
+        "output_channels": list(train_ds.output_channels),
         "normalisation": norm.to_dict(),
         "datasets": datasets,
         "run_config": {**resolved, "lr": lr},
