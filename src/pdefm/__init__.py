@@ -6,7 +6,7 @@ The Python API (torch is imported on first use, so ``import pdefm`` stays light)
     pdefm.load_model(path, device="cpu") -> Model
         a `pdefm train` checkpoint (card.json) or a save_pretrained directory (config.json)
     pdefm.Model
-        .predict(inputs, family=None) -> u, shape (B, 1, n, n) like a dataset's targets
+        .predict(inputs, family=None) -> u, shape (B, C_out, n, n) like a dataset's targets
         .save_pretrained(dir) / Model.from_pretrained(dir)   config.json + model.safetensors
         .input_channels, .output_channels, .families, .to(device)
     pdefm.finetune(checkpoint, data, n_train=..., epochs=..., lrs=...) -> run record
