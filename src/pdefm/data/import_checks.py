@@ -18,6 +18,7 @@ from pdefm.data.import_inputs import (
     declared_inputs,
     declared_outputs,
     input_kind,
+    strings_of,
 )
 from pdefm.errors import PdefmError
 
@@ -264,7 +265,7 @@ def _read_coefficients(arrays: Arrays, n: int) -> tuple[tuple[str, ...], np.ndar
             f"coefficients has shape {values.shape}: expected (N, K) = ({n}, K), one row per "
             "sample; reshape it, e.g. coefficients.reshape(N, -1)"
         )
-    names = _strings(arrays, "coefficient_names")
+    names = strings_of(arrays, "coefficient_names")
     if len(names) != values.shape[1]:
         raise PdefmError(
             f"coefficient_names has {len(names)} names but coefficients has {values.shape[1]} "
@@ -332,20 +333,6 @@ def _check_family(family: str) -> str:
             "(e.g. darcy-own)"
         )
     return family
-
-
-def _strings(arrays: Arrays, name: str) -> list[str]:
-    """A 1-D array of strings (str or bytes, NPZ or HDF5) as Python strings."""
-    values = arrays.whole(name)
-    if values.ndim != 1 or values.dtype.kind not in "USO":
-        raise PdefmError(
-            f"{name} has shape {values.shape} and dtype {values.dtype}: expected a 1-D array of "
-            f"strings, e.g. np.array(['a', 'b'])"
-        )
-    out = [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
-    if not all(isinstance(v, str) for v in out):
-        raise PdefmError(f"{name} holds non-strings; give it as np.array(['a', 'b'])")
-    return out
 
 
 def _file_string(arrays: Arrays, name: str) -> str:

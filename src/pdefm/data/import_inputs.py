@@ -26,7 +26,7 @@ def declared_outputs(
     ``output_names``, else ``solution``. Each must be a field array of the file, a valid name,
     not ``source`` or another reserved array name (``solution`` aside), and listed once."""
     if outputs is None and "output_names" in arrays.names:
-        outputs = _names_array(arrays, "output_names")
+        outputs = strings_of(arrays, "output_names")
     names = list(outputs) if outputs else [OUTPUT]
     for name in names:
         if name != OUTPUT:
@@ -48,7 +48,7 @@ def declared_inputs(
     coefficients). Each must be an array of the file, a valid name, not an output, not a
     reserved array name, and listed once."""
     if inputs is None and "input_names" in arrays.names:
-        inputs = _names_array(arrays, "input_names")
+        inputs = strings_of(arrays, "input_names")
     names = [name for name in (inputs or []) if name != "source"]
     for name in names:
         if name in outputs:
@@ -63,14 +63,18 @@ def declared_inputs(
     return names
 
 
-def _names_array(arrays: Arrays, key: str) -> list[str]:
+def strings_of(arrays: Arrays, key: str) -> list[str]:
+    """A 1-D array of strings (str or bytes, NPZ, HDF5 or .pt) as Python strings."""
     values = arrays.whole(key)
     if values.ndim != 1 or values.dtype.kind not in "USO":
         raise PdefmError(
-            f"{key} has shape {values.shape} and dtype {values.dtype}: expected a 1-D "
-            "array of strings, e.g. np.array(['diffusion_xx', 'diffusion_yy'])"
+            f"{key} has shape {values.shape} and dtype {values.dtype}: expected a 1-D array of "
+            "strings, e.g. np.array(['a', 'b'])"
         )
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
+    out = [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
+    if not all(isinstance(v, str) for v in out):
+        raise PdefmError(f"{key} holds non-strings; give it as np.array(['a', 'b'])")
+    return out
 
 
 def _check_name(arrays: Arrays, name: str, reserved: tuple[str, ...], role: str) -> None:
