@@ -15,6 +15,12 @@ families and their physics parameter (the axis of distribution shift):
                        psi = advection-to-diffusion ratio, met exactly  (default range 0.2 1)
   helmholtz            -c lap u - w u = f; integer w, samples with max|u| > 2 redraw
                        their source so the law of w is kept             (default range 1 10)
+  darcy                -c div(a(x) grad u) = f, a a random field in [1, contrast];
+                       contrast = max a / min a; solved by PCG (float64) to a residual of
+                       1e-10, stored per sample                         (default range 1 10)
+                       constants: boundary dirichlet|periodic, forcing constant|lattice
+                       (constant f = 1 needs dirichlet), field smooth|threshold,
+                       length_scale (default 0.5)
 
 helmholtz values of w next to a resonance accept few sources: w = 2 accepts about 1 source
 in 6,000 at the densest sparsity level. Each sample may draw --redraw-budget sources (default
@@ -23,13 +29,15 @@ written, with the rate and the budget that would suffice. Drop such values with
 --drop-unsampleable, or keep them with a larger --redraw-budget (slower: every draw is a solve).
 
 limits: --resolution even, 4 to 4096; counts 1 to 100,000,000 per split; --sigma in
-[2/4096, 0.5]; poisson e <= 1e4, advection_diffusion psi <= 1e3, helmholtz w <= 1000. Requests
+[2/4096, 0.5]; poisson e <= 1e4, advection_diffusion psi <= 1e3, helmholtz w <= 1000, darcy
+contrast <= 1e4. Requests
 needing more memory or disk than the machine has are refused with the estimate.
 
 examples:
   pdefm generate poisson --out data/poisson-1-5
   pdefm generate poisson --range 5 10 --n-train 512 --seed 1 --out data/poisson-5-10
   pdefm generate helmholtz --resolution 64 --drop-unsampleable --out data/hh-1-10
+  pdefm generate darcy --resolution 64 --constant field=threshold --out data/darcy-1-10
   pdefm generate --from-card data/poisson-1-5/card.json --out copy   # bit-identical copy
 
 An interrupted run resumes where it stopped when the same command is run again.
@@ -41,7 +49,8 @@ def add_generate(sub) -> None:
         "generate",
         help="generate a dataset of one PDE family (train/val/test HDF5 + card)",
         description="Generate a dataset of one PDE family: sources are sums of Gaussians on a "
-        "12x12 lattice at four sparsity levels, solved spectrally in float64, stored as float32.",
+        "12x12 lattice at four sparsity levels (or, for darcy, a constant forcing), solved in "
+        "float64 (spectrally; darcy by conjugate gradients), stored as float32.",
         epilog=GENERATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
