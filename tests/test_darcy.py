@@ -151,3 +151,12 @@ def test_family_constants_reach_the_operator():
     u[0, 3, 3] = 1.0
     out = pde.apply(u, {"diffusion_xx": a}, Grid(8))
     assert out[0, 3, 3].item() == pytest.approx(0.5 * 2.0 * 4 * 64)  # c a 4 / h^2
+
+
+def test_the_card_and_inspect_summarise_the_solver(dirichlet, capsys):
+    from pdefm.data.inspect import summary_lines
+
+    card = load_card(dirichlet)
+    solver = card.realised("train")["solver"]
+    assert solver["max_relative_residual"] <= 1e-10 and solver["max_iterations"] >= 1
+    assert any("every sample's relative residual <=" in line for line in summary_lines(card))

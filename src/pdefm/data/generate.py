@@ -212,4 +212,10 @@ def _realised(vectors: dict, declared: dict, spec: GenerationSpec) -> dict:
     }
     if (vectors["attempts"] > 1).any() or declared["kind"] == "uniform_integer":
         out["acceptance"] = stats.acceptance_summary(vectors["parameter"], vectors["attempts"])
+    if "coefficients/pcg_residual" in vectors:  # an iterative solve: how well it converged
+        out["solver"] = {
+            "max_relative_residual": float(vectors["coefficients/pcg_residual"].max()),
+            "mean_iterations": float(vectors["coefficients/pcg_iterations"].mean()),
+            "max_iterations": int(vectors["coefficients/pcg_iterations"].max()),
+        }
     return out

@@ -129,6 +129,14 @@ def summary_lines(card: DatasetCard) -> list[str]:
     if acc:
         rates = ", ".join(f"{k}: {v['rate']:.2f}" for k, v in acc.items())
         lines.append(f"  train acceptance per {p['name']} (accepted / sources drawn): {rates}")
+    solver = [(split, card.realised(split).get("solver")) for split in SPLITS]
+    if all(entry for _, entry in solver):
+        worst = max(entry["max_relative_residual"] for _, entry in solver)
+        most = max(entry["max_iterations"] for _, entry in solver)
+        lines.append(
+            f"  solver: every sample's relative residual <= {worst:.2g} (max "
+            f"{most} PCG iterations)"
+        )
     for warning in card.warnings:
         lines.append(f"  warning: {warning}")
     norm = card.normalisation
