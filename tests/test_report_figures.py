@@ -340,3 +340,19 @@ def test_damaged_history_is_one_line(tmp_path):
     with pytest.raises(PdefmError, match="field 'history' must be a list"):
         read_histories(tmp_path, [row("scratch", 8, 0.1)])
     assert read_histories(tmp_path, [row("scratch", 8, 0.1, status="failed")]) == {}
+
+
+def test_a_samples_panel_shows_the_coefficient_when_the_forcing_is_constant():
+    from pdefm.report.samples import shown_input
+
+    rng = np.random.default_rng(0)
+    channels = ["source", "diffusion_xx", "diffusion_yy", "diffusion_xy"]
+    fields = ["source", "diffusion_xx", "diffusion_yy"]
+    x = np.ones((2, 4, 8, 8))
+    x[:, 1] = x[:, 2] = rng.uniform(1, 5, size=(2, 8, 8))
+    x[:, 3] = 0.0
+    assert shown_input(x, channels, fields) == "diffusion_xx"
+    x[:, 0] = rng.normal(size=(2, 8, 8))  # a forcing field: the source is what varies
+    assert shown_input(x, channels, fields) == "source"
+    caption = figures.samples_caption({"input_name": "diffusion_xx"})
+    assert "the diffusion_xx field (input)" in caption

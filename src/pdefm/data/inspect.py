@@ -134,8 +134,7 @@ def summary_lines(card: DatasetCard) -> list[str]:
         worst = max(entry["max_relative_residual"] for _, entry in solver)
         most = max(entry["max_iterations"] for _, entry in solver)
         lines.append(
-            f"  solver: every sample's relative residual <= {worst:.2g} (max "
-            f"{most} PCG iterations)"
+            f"  solver: every sample's relative residual <= {worst:.2g} (max {most} PCG iterations)"
         )
     for warning in card.warnings:
         lines.append(f"  warning: {warning}")

@@ -182,8 +182,9 @@ def mixed_caption(comparisons: list[Comparison]) -> str:
 def samples_caption(samples: dict) -> str:
     """Caption of :func:`samples_panel`; names the run behind each column label when
     ``samples`` carries ``details`` (label -> method in words, as ``predict_samples`` gives)."""
+    name = samples.get("input_name", "source")
     text = (
-        "Rows: test samples. Columns: the source field (input), the true solution, each "
+        f"Rows: test samples. Columns: the {name} field (input), the true solution, each "
         "method's prediction (one colour scale per row, shared with the truth), then each "
         "method's absolute error |prediction - truth| (one scale per row) with its rel. L2."
     )

@@ -195,7 +195,9 @@ def _rel_l2(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(pred - truth) / max(np.linalg.norm(truth), 1e-30))
 
 
-def _samples_row(fig: Figure, axes, x, y, preds: dict[str, np.ndarray], first: bool) -> None:
+def _samples_row(
+    fig: Figure, axes, x, y, preds: dict[str, np.ndarray], first: bool, input_name: str = "source"
+) -> None:
     """One test sample: input | truth and predictions (one scale) | errors (one scale)."""
     m = len(preds)
     amp = float(np.abs(x).max()) or 1.0  # a source is signed: a symmetric scale around 0
@@ -221,7 +223,7 @@ def _samples_row(fig: Figure, axes, x, y, preds: dict[str, np.ndarray], first: b
         )
     _colourbar(fig, im, list(axes[2 + m :]))
     if first:
-        titles = ["input: source field", "true solution"]
+        titles = [f"input: {input_name} field", "true solution"]
         titles += [f"{k}: prediction" for k in preds] + [f"{k}: |error|" for k in preds]
         for ax, t in zip(axes, titles, strict=True):
             ax.set_title(t, fontsize=7)
@@ -237,14 +239,16 @@ def samples_figure(samples: dict) -> Figure:
     axes = fig.subplots(s, ncols, squeeze=False)
     for i in range(s):
         row_preds = {k: v[i] for k, v in preds.items()}
-        _samples_row(fig, axes[i], inputs[i], truth[i], row_preds, first=i == 0)
+        name = samples.get("input_name", "source")
+        _samples_row(fig, axes[i], inputs[i], truth[i], row_preds, first=i == 0, input_name=name)
         axes[i][0].set_ylabel(f"test sample {i + 1}", fontsize=7)
     fig.suptitle(str(samples.get("title", "")), fontsize=9)
     return fig
 
 
 def samples_panel(samples: dict, path: Path) -> Path:
-    """A grid of test samples, one row each: the input source field, the true solution, each
+    """A grid of test samples, one row each: the input field shown (the source, or for a
+    constant forcing the coefficient field), the true solution, each
     method's prediction (the truth's colour scale), each method's |prediction - truth| (one
     error scale per row), with colourbars. Caption: :func:`samples_caption`.
 

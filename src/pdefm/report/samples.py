@@ -148,6 +148,17 @@ def _predict(checkpoint: Path, dataset, inputs) -> np.ndarray:
     return torch.cat(out)[:, 0].numpy()
 
 
+def shown_input(inputs: np.ndarray, channels: list[str], fields: list[str]) -> str:
+    """The input channel a samples panel shows: the source, unless it is constant over the grid
+    in every sample (darcy's f = 1) and another input field varies (its coefficient a(x)).
+    inputs (S, C, n, n) in ``channels`` order; ``fields`` the field channels, source first."""
+    flat = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
+    varies = {c: bool(np.ptp(flat[:, k], axis=1).max() > 0) for k, c in enumerate(channels)}
+    if varies[channels[0]]:
+        return channels[0]
+    return next((c for c in fields[1:] if varies.get(c)), channels[0])
+
+
 def predict_samples(
     root: str | Path, rows: list[ResultRow], task: str, n_samples: int = 3
 ) -> dict | None:
@@ -172,12 +183,14 @@ def predict_samples(
         count = min(max(1, int(n_samples)), MAX_SAMPLES, len(test))
         inputs, target = test.batch(np.arange(count))
         preds = {label: _predict(ckpt, test, inputs) for label, (_, ckpt) in found.items()}
+        shown = shown_input(inputs.numpy(), test.input_channels, test.card.field_channels)
     finally:
         test.close()
     first = next(iter(found.values()))[0]
     return {
         "title": f"{row_task_title(first)}: first {count} test samples",
-        "inputs": inputs[:, 0].numpy(),
+        "inputs": inputs[:, test.input_channels.index(shown)].numpy(),
+        "input_name": shown,
         "truth": target[:, 0].numpy(),
         "predictions": preds,
         "details": {label: method_label(curve_key(row), row) for label, (row, _) in found.items()},
