@@ -236,3 +236,18 @@ def test_fine_tuning_a_periodic_checkpoint_on_dirichlet_data_pads_it(data, tmp_p
     assert as_saved.model.padding == AUTO_PADDING
     explicit = RunConfig(data=data["periodic"], init=ckpt, mode="zero-shot", padding=0)
     assert load_init(explicit).model.padding == 0.0
+
+
+def test_evaluate_takes_a_padding(data, tmp_path, capsys):
+    from pdefm.cli import main
+
+    pre = train(data["periodic"], tmp_path / "pre")
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(pre.checkpoint), data["dirichlet"], "--out", str(out)]) == 0
+    assert main(["evaluate", str(pre.checkpoint), data["dirichlet"], "--out", str(out),
+                 "--padding", "0.25"]) == 0  # fmt: skip
+    records = [json.loads(p.read_text()) for p in out.glob("*/record.json")]
+    assert sorted(str(r["config"].get("padding", "auto")) for r in records) == ["0.25", "auto"]
+    capsys.readouterr()
+    assert main(["evaluate", str(pre.checkpoint), data["dirichlet"], "--padding", "2"]) == 2
+    assert "--padding must be auto or a fraction" in capsys.readouterr().err

@@ -89,6 +89,13 @@ def add_evaluate(sub) -> None:
     p.add_argument("data", help="dataset directory")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--out", default="runs", help="runs directory for the record (default runs)")
+    p.add_argument(
+        "--padding",
+        default="auto",
+        metavar="P",
+        help="domain padding of the Fourier layers: auto keeps the checkpoint's, a fraction "
+        "P in [0, 1] evaluates with that padding instead (default auto)",
+    )
     p.set_defaults(run=_run_evaluate)
 
 
@@ -143,6 +150,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         out=args.out,
         progress=False,
+        padding=args.padding,
     )
     return _report(_train(config))
 
