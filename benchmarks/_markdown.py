@@ -43,6 +43,26 @@ def replace_section(text: str, section: str) -> str:
     return "\n".join(body).rstrip("\n") + "\n"
 
 
+def add_write_option(parser, title: str) -> None:
+    """The benchmarks' ``--write PATH`` option: the markdown file to put the section in."""
+    parser.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"replace (or add) the section '{title}' in this markdown file",
+    )
+
+
+def publish(text: str, write: Path | None) -> None:
+    """Print a benchmark's section and, with ``--write PATH``, put it into that file."""
+    print()
+    print(text)
+    if write is not None:
+        write_section(write, text)
+        print(f"wrote section '{text.splitlines()[0]}' to {write}")
+
+
 def write_section(path: Path, section: str) -> None:
     """Replace or add the section in ``path``, creating the file with a header if needed."""
     text = path.read_text() if path.is_file() else FILE_HEADER

@@ -29,13 +29,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from _markdown import (  # the benchmarks' directory is on sys.path as a script
+    add_write_option,
     git_commit,
+    publish,
     section,
-    write_section,
 )
 
 import pdefm
@@ -76,13 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; median shown")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--write",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help=f"replace (or add) the section '{SECTION}' in this markdown file",
-    )
+    add_write_option(parser, SECTION)
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.batch < 1 or args.threads < 1:
         parser.error("--repeats, --batch and --threads must be positive")
@@ -240,11 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pdefm Darcy solver benchmark, {torch.get_num_threads()} thread(s)", flush=True)
     results = [measure_size(args, n) for n in args.sizes]
     text = report(results, args, started)
-    print()
-    print(text)
-    if args.write is not None:
-        write_section(args.write, text)
-        print(f"wrote section '{SECTION}' to {args.write}")
+    publish(text, args.write)
     return 0
 
 

@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from _markdown import (  # the benchmarks' directory is on sys.path as a script
+    add_write_option,
     git_commit,
+    publish,
     section,
-    write_section,
 )
 
 import pdefm
@@ -95,13 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=64,
         help="samples timed for the reference-style numpy baseline (per repeat)",
     )
-    parser.add_argument(
-        "--write",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help=f"replace (or add) the section '{SECTION}' in this markdown file",
-    )
+    add_write_option(parser, SECTION)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -348,11 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure_family(family, resolution, n, args.repeats))
         reference[resolution] = measure_reference(resolution, args.reference_samples, args.repeats)
     section = report(rows, reference, args, started)
-    print()
-    print(section)
-    if args.write is not None:
-        write_section(args.write, section)
-        print(f"wrote section '{SECTION}' to {args.write}")
+    publish(section, args.write)
     return 0
 
 

@@ -27,7 +27,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _markdown import git_commit, section, write_section  # benchmarks/ is on sys.path
+from _markdown import (  # the benchmarks' directory is on sys.path as a script
+    git_commit,
+    publish,
+    section,
+)
 
 SECTION = "## CPU data-parallel scaling (benchmarks/ddp_cpu.py)"
 
@@ -189,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pdefm CPU data-parallel benchmark: 1 vs {args.procs} processes", flush=True)
     results = measure(args)
     text = section(SECTION, table(results), notes(args), machine(), started)
-    print()
-    print(text)
-    if args.write is not None:
-        write_section(args.write, text)
-        print(f"wrote section '{SECTION}' to {args.write}")
+    publish(text, args.write)
     return 0
 
 

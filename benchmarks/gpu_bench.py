@@ -43,7 +43,10 @@ import traceback
 from pathlib import Path
 
 import torch
-from _markdown import git_commit, write_section  # the benchmarks' directory is on sys.path
+from _markdown import (  # the benchmarks' directory is on sys.path as a script
+    git_commit,
+    publish,
+)
 
 import pdefm
 from pdefm.models import create_model, parameter_count
@@ -547,11 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run_all(args, pick_device(args.smoke))
         (args.out / "gpu_bench.md").write_text(render(results))
     section = render(results)
-    print()
-    print(section)
-    if args.write is not None:
-        write_section(args.write, section)
-        print(f"wrote section '{SECTION}' to {args.write}")
+    publish(section, args.write)
     return 0
 
 

@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from _markdown import (  # the benchmarks' directory is on sys.path as a script
+    add_write_option,
     git_commit,
+    publish,
     section,
-    write_section,
 )
 
 import pdefm
@@ -86,13 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=100, help="budget of every run")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument(
-        "--write",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help=f"replace (or add) the section '{SECTION}' in this markdown file",
-    )
+    add_write_option(parser, SECTION)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -291,11 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - clock
         text = report(results, args, data, started, seconds)
     print(f"total wall time {seconds:.0f} s")
-    print()
-    print(text)
-    if args.write is not None:
-        write_section(args.write, text)
-        print(f"wrote section '{SECTION}' to {args.write}")
+    publish(text, args.write)
     return 0
 
 

@@ -41,8 +41,8 @@ from pathlib import Path
 import torch
 from _markdown import (  # the benchmarks' directory is on sys.path as a script
     git_commit,
+    publish,
     section,
-    write_section,
 )
 
 import pdefm
@@ -280,11 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {preset} {resolution}: {verdict(row)}", flush=True)
             rows.append(row)
     section = report(rows, args, started)
-    print()
-    print(section)
-    if args.write is not None:
-        write_section(args.write, section)
-        print(f"wrote section '{SECTION}' to {args.write}")
+    publish(section, args.write)
     return 0
 
 
