@@ -86,3 +86,14 @@ def refused(capsys, tmp_path):
         return lines[0]
 
     return check
+
+
+def tiny_run(data, out, run_name: str, **kw):
+    """A few steps of fno-micro on ``data`` into ``out/run_name`` (a quick pre-train or
+    fine-tune for tests that need a checkpoint); returns the run record."""
+    from pdefm.train.config import RunConfig
+    from pdefm.train.loop import train
+
+    settings = dict(model="fno-micro", lrs=(1e-3,), epochs=None, steps=2, progress=False,
+                    device="cpu")  # fmt: skip
+    return train(RunConfig(data=str(data), out=str(out), run_name=run_name, **{**settings, **kw}))

@@ -126,18 +126,15 @@ def test_the_card_command_regenerates_the_same_bytes(tmp_path, dirichlet):
 
 
 def test_a_poisson_checkpoint_fine_tunes_on_darcy_by_channel_name(tmp_path, dirichlet):
-    from pdefm.train.config import RunConfig
-    from pdefm.train.loop import train
+    from conftest import tiny_run
 
     poisson = tmp_path / "p"
     pspec = GenerationSpec("poisson", 1.0, 5.0, 32, 8, 8, resolution=16, block_size=16,
                            source=WIDE)  # fmt: skip
     generate_dataset(pspec, poisson, progress=False)
-    common = dict(model="fno-micro", lrs=(1e-3,), epochs=None, steps=3, out=str(tmp_path / "r"),
-                  progress=False, device="cpu")  # fmt: skip
-    train(RunConfig(data=str(poisson), run_name="pre", **common))
+    tiny_run(poisson, tmp_path / "r", "pre", steps=3)
     init = str(tmp_path / "r" / "pre" / "checkpoint")
-    record = train(RunConfig(data=str(dirichlet), init=init, n_train=8, run_name="ft", **common))
+    record = tiny_run(dirichlet, tmp_path / "r", "ft", steps=3, init=init, n_train=8)
     assert record["status"] == "completed"
     names = ["source", "diffusion_xx", "diffusion_yy", "diffusion_xy"]
     assert record["channels"] == dict(zip(names, names, strict=True))

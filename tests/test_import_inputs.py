@@ -124,8 +124,7 @@ def test_the_inputs_flag_is_in_the_command_and_a_rerun_is_a_no_op(tmp_path, caps
 
 # -- a constant channel and a field channel of one name are one input ----------------------
 def test_a_checkpoint_with_a_constant_channel_fine_tunes_on_its_field(tmp_path):
-    from pdefm.train.config import RunConfig
-    from pdefm.train.loop import train
+    from conftest import tiny_run
 
     rng = np.random.default_rng(3)
     const = {  # diffusion_xx constant per sample
@@ -141,11 +140,9 @@ def test_a_checkpoint_with_a_constant_channel_fine_tunes_on_its_field(tmp_path):
     a_field = importer.import_dataset(
         write(tmp_path / "f.npz", field), tmp_path / "f", inputs=["diffusion_xx"], progress=False
     )
-    common = dict(model="fno-micro", lrs=(1e-3,), epochs=None, steps=2, out=str(tmp_path / "r"),
-                  progress=False, device="cpu")  # fmt: skip
-    train(RunConfig(data=str(a_const), run_name="pre", **common))
+    tiny_run(a_const, tmp_path / "r", "pre")
     init = str(tmp_path / "r" / "pre" / "checkpoint")
-    record = train(RunConfig(data=str(a_field), init=init, n_train=8, run_name="ft", **common))
+    record = tiny_run(a_field, tmp_path / "r", "ft", init=init, n_train=8)
     assert record["status"] == "completed"
     assert record["channels"] == {"source": "source", "diffusion_xx": "diffusion_xx"}
 

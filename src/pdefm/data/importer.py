@@ -273,7 +273,7 @@ def build_card(source: ImportSource, root: Path, hashes: dict[str, str]) -> dict
         "equation": layout.equation,
         "family_config": {},
         "parameter": _parameter_entry(layout, declared),
-        "grid": _grid(layout),
+        "grid": layout.grid.card(layout.resolution),
         "channels": {
             "inputs": layout.input_channels,
             "fields": ["source", *layout.fields],
@@ -314,10 +314,6 @@ def _parameter_entry(layout: ImportLayout, declared: dict) -> dict:
         "integer": False,
         "declared": declared,
     }
-
-
-def _grid(layout: ImportLayout) -> dict:
-    return layout.grid.card(layout.resolution)
 
 
 def import_command(source_file: Path, layout: ImportLayout, options: dict) -> str:
