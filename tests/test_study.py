@@ -120,6 +120,40 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_study(tmp_path / "nope.yaml")
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting to be reaped has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_study_worker_ends_when_its_runner_is_killed():
+    # a runner that starts one worker the way the process pool does, then is killed -9
+    worker = (
+        "import os, time; from pdefm.study.execute import start_worker; "
+        "start_worker(1, os.getppid()); print('ready', flush=True); time.sleep(120)"
+    )
+    runner = (
+        "import subprocess, sys, time; "
+        f"p = subprocess.Popen([sys.executable, '-c', {worker!r}]); "
+        "print(p.pid, flush=True); time.sleep(120)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", runner], stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    assert _alive(pid)  # its runner alive: the worker keeps working
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 30
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)  # orphaned: gone within a few seconds, not left training
+
+
 def test_killed_study_finishes_with_every_run_done_exactly_once(tmp_path):
     spec = write(tmp_path, TINY)
     root = tmp_path / "tiny"

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +29,9 @@ from pdefm.data.mixture import MixtureSpec
 from pdefm.data.spec import GenerationSpec
 from pdefm.threads import apply_threads, choose_threads
 from pdefm.train.config import RunConfig
+
+#: seconds between a worker's checks that the study runner that started it is still alive
+PARENT_CHECK_S = 2.0
 
 # labels that repeat the task's name in words; summaries leave them out
 _QUIET_LABELS = ("family", "task_low", "task_high", "low", "high", "init_family")
@@ -151,9 +156,30 @@ class ProcessExecutor:
         with ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=apply_threads,
-            initargs=(threads,),
+            initializer=start_worker,
+            initargs=(threads, os.getpid()),
         ) as pool:
             futures = {pool.submit(execute, task): task for task in tasks}
             for future in futures:
                 done(futures[future], future.result())
+
+
+def start_worker(threads: int, parent: int) -> None:
+    """A study worker's start: its share of threads, and a watchdog that ends the worker when
+    the runner (process ``parent``) is gone.
+
+    A runner stopped by a signal (Ctrl-C in another shell, ``kill``, a cluster's time limit)
+    cannot shut its pool down, and its workers would go on training: taking the cores from
+    the next ``study run`` and writing the very runs it resumes. Every run is resumable, so
+    ending a worker mid-run loses at most the steps since its last saved state."""
+    apply_threads(threads)
+    watchdog = threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True)
+    watchdog.start()
+
+
+def _exit_when_orphaned(parent: int, every: float = PARENT_CHECK_S) -> None:
+    """Poll the parent process id; once it is no longer ``parent`` (the runner died and the
+    worker was re-parented), end this process at once, as a kill would."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
