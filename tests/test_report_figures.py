@@ -69,6 +69,9 @@ def test_plain_numbers_and_task_titles():
     assert task_title("helmholtz", "w", None, 3.0) == "Helmholtz"
     assert task_title("helmholtz", "w", math.nan, 3.0) == "Helmholtz"
     assert row_task_title(row("scratch", 8, 0.1)) == "Poisson, e in [5, 10]"
+    # another task has the same family and range (other boundary or forcing): named too
+    shared = row("scratch", 8, 0.1, shared_range=True)
+    assert row_task_title(shared) == "Poisson, e in [5, 10] (poisson_5-10)"
 
 
 def test_method_labels_in_words():
@@ -356,3 +359,11 @@ def test_a_samples_panel_shows_the_coefficient_when_the_forcing_is_constant():
     assert shown_input(x, channels, fields) == "source"
     caption = figures.samples_caption({"input_name": "diffusion_xx"})
     assert "the diffusion_xx field (input)" in caption
+    # drawn over its own range on a sequential map; a signed source stays symmetric around 0
+    samples = {**sample_dict(), "inputs": rng.uniform(1, 5, size=(3, 8, 8))}
+    shown = figures.samples_figure(samples).axes[0].get_images()[0]
+    assert shown.get_cmap().name == "cividis"
+    assert shown.get_clim() == (samples["inputs"][0].min(), samples["inputs"][0].max())
+    source = figures.samples_figure(sample_dict()).axes[0].get_images()[0]
+    low, high = source.get_clim()
+    assert source.get_cmap().name == "RdBu_r" and low == -high

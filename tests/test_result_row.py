@@ -29,6 +29,7 @@ def cells(**kw) -> dict:
         epochs=200, steps=800, batch_size=8, budget_rule="epochs", converged=True,
         budget_factor=1, val_rel_l2=0.0512, test_rel_l2=0.0498, test_mse=1.2e-6,
         test_residual=0.31, pretrain_low=1.0, pretrain_high=5.0, wall_time_s=12.5,
+        shared_range=False,
     )  # fmt: skip
     base.update(kw)
     return base
@@ -159,3 +160,28 @@ def test_report_entry_points_still_take_dict_rows(tmp_path):
     assert headline(rows) == headline(typed) and headline(typed).startswith("On Poisson")
     out = write_report(rows, tmp_path / "rep")
     assert read_csv(out["csv"]) == typed
+
+
+def test_shared_range_column_is_written_only_when_known():
+    row = ResultRow.from_json(cells(shared_range=None))
+    assert row.shared_range is None
+    plain = io.StringIO()
+    write_rows([row], plain)  # unknown everywhere: left out, as in tables written before it
+    assert "shared_range" not in plain.getvalue().splitlines()[0]
+    known = io.StringIO()
+    write_rows([replace(row, shared_range=True), row], known)
+    assert known.getvalue().splitlines()[0].endswith(",shared_range")
+    back = read_rows(io.StringIO(known.getvalue()), "t.csv")
+    assert back[0].shared_range is True and back[1].shared_range is None
+
+
+def test_datasets_sharing_family_and_range_are_found():
+    from pdefm.study.results import _shared_ranges
+
+    datasets = {
+        "per": {"family": "darcy", "low": 1.0, "high": 10.0},
+        "dir": {"family": "darcy", "low": 1.0, "high": 10.0},
+        "wide": {"family": "darcy", "low": 1.0, "high": 20.0},
+        "pois": {"family": "poisson", "low": 1.0, "high": 10.0},
+    }
+    assert _shared_ranges(datasets) == {"per", "dir"}

@@ -195,13 +195,23 @@ def _rel_l2(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(pred - truth) / max(np.linalg.norm(truth), 1e-30))
 
 
+def input_scale(x: np.ndarray) -> tuple[str, float, float]:
+    """Colour map and range of an input panel: a signed field (a source) on a diverging map
+    symmetric around 0; a field of one sign (a coefficient a(x) > 0) on a sequential map over
+    its own range, where a symmetric one would spend half the colours on values it never takes."""
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 < hi or lo == hi:
+        amp = max(abs(lo), abs(hi)) or 1.0
+        return "RdBu_r", -amp, amp
+    return "cividis", lo, hi
+
+
 def _samples_row(
     fig: Figure, axes, x, y, preds: dict[str, np.ndarray], first: bool, input_name: str = "source"
 ) -> None:
     """One test sample: input | truth and predictions (one scale) | errors (one scale)."""
     m = len(preds)
-    amp = float(np.abs(x).max()) or 1.0  # a source is signed: a symmetric scale around 0
-    im = _image(axes[0], x, "RdBu_r", -amp, amp)
+    im = _image(axes[0], x, *input_scale(x))
     _colourbar(fig, im, axes[0])
     sol = [y, *preds.values()]
     lo, hi = min(float(s.min()) for s in sol), max(float(s.max()) for s in sol)

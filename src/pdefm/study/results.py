@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+from collections import Counter
 from pathlib import Path
 
 from pdefm import catalogue
@@ -36,6 +37,7 @@ def load_results(root: str | Path) -> list[ResultRow]:
     plan = load_plan(root)
     stages = {r["labels"]["stage"]: r for r in plan["runs"] if r["kind"] == "pretrain"}
     params = {name: _parameter_name(spec["family"]) for name, spec in plan["datasets"].items()}
+    shared = _shared_ranges(plan["datasets"])
     refined = latest(root)
     rows = []
     for run in plan["runs"]:
@@ -46,8 +48,17 @@ def load_results(root: str | Path) -> list[ResultRow]:
             entry = refined[run["id"]]
             run, factor = {**run, "id": entry["id"]}, entry["factor"]
         record = read_record(root / "runs" / run["id"] / "record.json")
-        rows.append(_row(run, record, stages, params, factor))
+        row = _row(run, record, stages, params, factor)
+        rows.append(dataclasses.replace(row, shared_range=row.task in shared))
     return rows
+
+
+def _shared_ranges(datasets: dict[str, dict]) -> set[str]:
+    """The datasets whose family and declared range another dataset of the plan has too
+    (e.g. the same Darcy range with periodic and with Dirichlet boundaries)."""
+    keys = {n: (s.get("family"), s.get("low"), s.get("high")) for n, s in datasets.items()}
+    counts = Counter(keys.values())
+    return {n for n, key in keys.items() if counts[key] > 1}
 
 
 def _row(run: dict, record: RunRecord | None, stages: dict, params: dict, factor: int) -> ResultRow:

@@ -40,6 +40,8 @@ PROTOCOL_COLUMNS = (
     "lrs_tried", "lr_at_edge", "epochs", "steps", "batch_size", "budget_rule", "converged",
     "budget_factor",
 )  # fmt: skip
+#: Columns added after the first tables were written: None when a table lacks them.
+LATER_COLUMNS = ("shared_range",)
 #: Text columns whose empty cell in results.csv is the text "" rather than None: the results
 #: store writes "" there for "no parameter name", "no rate tried", "not at an edge", "no rule".
 EMPTY_TEXT = ("parameter", "lrs_tried", "lr_at_edge", "budget_rule")
@@ -51,7 +53,8 @@ class ResultRow(Mapping):
     """One run of a study. Errors are relative L2 ||u_hat - u|| / ||u|| (dimensionless) of the
     learning rate selected on validation, NaN when the run has none; ``test_mse`` is in
     squared solution units, ``wall_time_s`` in seconds. Fields without a default must be given
-    (None where the type allows it); the protocol columns default to None (unknown)."""
+    (None where the type allows it); the protocol columns and ``shared_range`` default to None
+    (unknown)."""
 
     run_id: str
     kind: str  # one of KINDS
@@ -85,6 +88,9 @@ class ResultRow(Mapping):
     pretrain_low: float | None  # the init stage's parameter range (None: scratch, mixture)
     pretrain_high: float | None
     wall_time_s: float | None
+    # another task of the study has the same family and parameter range (its data differ in
+    # something else: boundary, forcing, seed); titles then name the task too
+    shared_range: bool | None = None
 
     def __post_init__(self) -> None:
         for name, (base, optional) in _TYPES.items():
@@ -113,7 +119,8 @@ class ResultRow(Mapping):
     def from_json(cls, data: Mapping[str, Any], where: str = "?") -> ResultRow:
         """The row ``data`` holds (values as they are, keys outside ``COLUMNS`` ignored);
         ``where`` names it when it has no run_id (e.g. "#3", its place in a list). A missing
-        column other than the protocol ones is a one-line :class:`PdefmError`."""
+        column other than the protocol ones and ``shared_range`` is a one-line
+        :class:`PdefmError`."""
         if not isinstance(data, Mapping):
             raise PdefmError(f"results row {where} is a {type(data).__name__}, not a row; {FIX}")
         missing = [c for c in REQUIRED_COLUMNS if c not in data]
@@ -160,7 +167,7 @@ class ResultRow(Mapping):
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow))
-REQUIRED_COLUMNS = tuple(c for c in COLUMNS if c not in PROTOCOL_COLUMNS)
+REQUIRED_COLUMNS = tuple(c for c in COLUMNS if c not in PROTOCOL_COLUMNS + LATER_COLUMNS)
 
 
 def _is_number(value: object) -> bool:
@@ -229,8 +236,13 @@ def _whole(text: str) -> int:
 
 def write_rows(rows: Iterable[ResultRow], fh: IO[str]) -> None:
     """``rows`` as CSV (header ``COLUMNS``; None an empty cell, NaN ``nan``) to ``fh``, a text
-    file opened with ``newline=""``."""
-    writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+    file opened with ``newline=""``. A column of ``LATER_COLUMNS`` that is None in every row
+    is left out, so that a table read from a file written before it existed writes back the
+    same bytes."""
+    rows = list(rows)
+    unknown = [c for c in LATER_COLUMNS if all(getattr(r, c) is None for r in rows)]
+    columns = [c for c in COLUMNS if c not in unknown]
+    writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(row.to_json() for row in rows)
 
