@@ -251,3 +251,14 @@ def test_evaluate_takes_a_padding(data, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(pre.checkpoint), data["dirichlet"], "--padding", "2"]) == 2
     assert "--padding must be auto or a fraction" in capsys.readouterr().err
+
+
+def test_the_training_memory_bound_counts_the_padded_grid():
+    from pdefm.train.checkpoint_card import training_bytes
+
+    arch = {"width": 8, "n_layers": 4, "head_width": 16}
+    plain = training_bytes(arch, 1000, batch=4, resolution=32)
+    padded = training_bytes({**arch, "padding": 0.25}, 1000, batch=4, resolution=32)
+    # the Fourier layers' fields grow from 32 x 32 to 40 x 40; the head's stay at 32 x 32
+    fields = 4 * 4 * 2 * 8  # batch x layers x 2 fields x width, float32 each
+    assert padded - plain == pytest.approx(4.0 * fields * (40 * 40 - 32 * 32))

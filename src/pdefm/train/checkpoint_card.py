@@ -303,11 +303,13 @@ def _arch_text(arch: dict) -> str:
 def training_bytes(arch: dict, n_params: int, batch: int, resolution: int) -> float:
     """A lower bound of the memory training needs: weights, gradients and AdamW's two moments
     (16 bytes a parameter) plus the activations backward keeps, at least two float32 fields
-    of width w per Fourier layer and two of the head's width per example."""
+    of width w per Fourier layer, on the padded grid n' = n + round(p n) of domain padding p,
+    and two of the head's width (on the n x n grid) per example."""
     width = arch.get("width") or 0
     head = arch.get("head_width") or 2 * width
-    fields = arch.get("n_layers", 4) * 2 * width + 2 * head
-    return 16.0 * n_params + 4.0 * batch * resolution * resolution * fields
+    padded = resolution + round((arch.get("padding") or 0.0) * resolution)  # as padding_cells
+    layers = arch.get("n_layers", 4) * 2 * width * padded * padded
+    return 16.0 * n_params + 4.0 * batch * (layers + 2 * head * resolution * resolution)
 
 
 def _short(value: object) -> str:

@@ -92,7 +92,8 @@ def check_fit(config: RunConfig, train_ds: PDEDataset, init: InitCheckpoint | No
     # Still needed: zero-shot passes these checks too, but evaluating needs only the weights,
     # loaded already; a bound on training memory would refuse evaluations that fit.
     if config.mode != "zero-shot":
-        _check_training_memory(config, arch, config.batch_for(len(train_ds)), n, device)
+        padded = {**arch, "padding": resolve_padding(config, train_ds.card)}  # as built below
+        _check_training_memory(config, padded, config.batch_for(len(train_ds)), n, device)
 
 
 def check_outputs(model_outputs: list[str], data_outputs: list[str], where: str) -> None:
