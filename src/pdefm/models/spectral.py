@@ -75,8 +75,10 @@ class SpectralConv2d(nn.Module):
 
     Speed: only the 2 m m retained modes are ever computed, by truncated DFTs written as
     matrix products (``dft_bases``) instead of full FFTs: along W a real GEMM
-    (B C H, W) @ (W, 2m), along H a complex GEMM over H; then ONE batched complex matmul over
-    the 2 m m modes ((B, C_in) @ (C_in, C_out) per mode); then the two inverse DFTs. This is the
+    (B C H, W) @ (W, 2m), along H one complex GEMM (B C kx, H) @ (H, 2m); then ONE batched
+    complex matmul over the 2 m m modes ((B, C_in) @ (C_in, C_out) per mode); then the two
+    inverse DFTs, the first again one GEMM (a broadcast 4-D ``@`` would be B C products on the
+    CPU: 2x slower steps at 16 x 16, see BENCHMARKS.md). This is the
     same function as rfft2 -> zero-filled spectrum -> irfft2, without the full-size spectra,
     their zero fills and the slicing copies in the backward pass (measured about 1.3-1.5x
     faster than the FFT route on CPU at 128x128, m = 16). Computed in float32 or float64
@@ -131,8 +133,10 @@ class SpectralConv2d(nn.Module):
         m = self.modes
         a = (x.reshape(-1, width) @ fw).view(batch, channels, height, 2, m)
         a = torch.complex(a[:, :, :, 0], a[:, :, :, 1])  # (B, C, H, kx) = rfft along W
-        a = a.transpose(2, 3) @ fh  # (B, C, kx, 2m ky)
-        return a.permute(3, 2, 0, 1).reshape(2 * m * m, batch, channels)
+        # one (B C kx, H) @ (H, 2m) GEMM: a 4-D ``@`` would broadcast fh over B C, which
+        # torch's CPU complex bmm runs as B C separate products (measured: most of a step)
+        a = (a.transpose(2, 3).reshape(-1, height) @ fh).view(batch, channels, m, 2 * m)
+        return a.permute(3, 2, 0, 1).reshape(2 * m * m, batch, channels)  # a: (B, C, kx, 2m ky)
 
     def _inverse_dft(
         self, out: torch.Tensor, ih: torch.Tensor, iw: torch.Tensor, height: int, width: int
@@ -141,6 +145,7 @@ class SpectralConv2d(nn.Module):
         m = self.modes
         batch, channels = out.shape[1:]
         out = out.view(2 * m, m, batch, channels).permute(2, 3, 1, 0)  # (B, C, kx, 2m ky)
-        out = (out @ ih).transpose(2, 3)  # (B, C, H, kx) = ifft along H
+        out = (out.reshape(-1, 2 * m) @ ih).view(batch, channels, m, height)  # one GEMM, as above
+        out = out.transpose(2, 3)  # (B, C, H, kx) = ifft along H
         out = torch.cat([out.real, out.imag], dim=-1).reshape(-1, 2 * m)
         return (out @ iw).view(batch, channels, height, width)
