@@ -35,6 +35,7 @@ CONFIG = dict(model="fno-micro", n_train=76, batch_size=15, lrs=(2e-3,), epochs=
 ARGS = ["--model", "fno-micro", "--n-train", "76", "--batch-size", "15", "--lr", "2e-3"]
 ARGS += ["--epochs", str(EPOCHS), "--seed", "3", "--device", "cpu", "--quiet"]
 TIMEOUT = 180  # seconds for one torchrun launch (two interpreters importing torch, on 2 cores)
+GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
 
 WORKER = """
 import json, os, sys
@@ -192,6 +193,11 @@ def test_a_killed_distributed_run_resumes_to_the_same_result(data, double, tmp_p
         stopped_at = json.loads(fh.metadata()["info"])["epoch"]
     assert 1 <= stopped_at < EPOCHS, stopped_at  # killed mid-training, after a saved state
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+    if again.returncode != 0 and GLOO_TEARDOWN_ABORT in again.stderr:
+        # gloo's threads, on a loaded machine, sometimes abort a rank as the process group is
+        # torn down (a torch race, not pdefm's); that is one more interruption, and the run
+        # must resume from it too
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
     assert again.returncode == 0, again.stderr[-3000:]
     assert_same_metrics(only_record(double), only_record(out), rel=1e-6)
 
