@@ -71,7 +71,7 @@ def test_plain_numbers_and_task_titles():
     assert row_task_title(row("scratch", 8, 0.1)) == "Poisson, e in [5, 10]"
     # another task has the same family and range (other boundary or forcing): named too
     shared = row("scratch", 8, 0.1, shared_range=True)
-    assert row_task_title(shared) == "Poisson, e in [5, 10] (poisson_5-10)"
+    assert row_task_title(shared) == "Poisson, e in [5, 10], task poisson_5-10"
 
 
 def test_method_labels_in_words():

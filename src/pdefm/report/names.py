@@ -50,11 +50,12 @@ def task_title(
 def row_task_title(row: ResultRow) -> str:
     """The title of a results row's downstream task; the raw task name when the row does not
     say its family. When another task of the study shares its family and range
-    (``row.shared_range``), the task's name follows: "Darcy, contrast in [1, 10] (darcy_per)"."""
+    (``row.shared_range``), the task's name follows: "Darcy, contrast in [1, 10], task
+    darcy_per" (no parentheses: titles are often followed by a parenthesis of their own)."""
     if not row.family:
         return str(row.task)
     title = task_title(row.family, row.parameter, row.task_low, row.task_high)
-    return f"{title} ({row.task})" if row.shared_range else title
+    return f"{title}, task {row.task}" if row.shared_range else title
 
 
 def pretraining_title(init: str, row: ResultRow | None) -> str:
