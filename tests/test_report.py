@@ -262,3 +262,15 @@ def test_tasks_are_ordered_by_their_parameter_range():
     ranges = {"p_10-20": (10.0, 20.0), "p_2.5-7.5": (2.5, 7.5), "p_1-5": (1.0, 5.0)}
     rows = [row(t, "scratch", 8, 0.5, task_range=r) for t, r in ranges.items()]
     assert list(by_task(build_curves(rows))) == ["p_1-5", "p_2.5-7.5", "p_10-20"]
+
+
+def test_run_time_sentence_counts_runs_and_refinements():
+    from pdefm.report.setup import run_time_text
+
+    text = run_time_text(
+        {"runs": {"count": 40, "seconds": 5478.0}, "refinements": {"count": 1, "seconds": 90.6}}
+    )
+    assert text.startswith("Run time: 1.52 h summed over 40 runs, plus 1.5 min over 1 refinement")
+    assert "parallel workers overlap" in text and "data generation not counted" in text
+    alone = run_time_text({"runs": {"count": 1, "seconds": 30.0}, "refinements": {"count": 0}})
+    assert alone.startswith("Run time: 0.5 min summed over 1 run (")

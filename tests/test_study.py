@@ -223,6 +223,11 @@ def test_study_results_report_and_cache(tmp_path, capsys):
     assert "fine-tuning reached" in out or "scratch" in out
     html = (root / "report" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2
+    # the setup states the run time: every planned training run, summed from the records
+    records = [json.loads(p.read_text()) for p in root.glob("runs/*/record.json")]
+    total = sum(r["wall_time_s"] for r in records) / 60
+    text = (root / "report" / "report.md").read_text()
+    assert f"Run time: {total:.1f} min summed over {len(records)} runs (each" in text
     assert fresh_report(root) == (root / "report" / "headline.txt").read_text().strip()
 
 

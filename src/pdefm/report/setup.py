@@ -140,6 +140,30 @@ def _provenance_text(invocations: list[dict]) -> list[str]:
     return out
 
 
+def run_time_text(run_time: dict) -> str:
+    """How long the runs took, e.g. "Run time: 91.3 min summed over 40 runs, plus 1.5 min
+    over 1 refinement (each run's own wall clock: runs on parallel workers overlap; data
+    generation not counted)." """
+    runs, refined = run_time["runs"], run_time.get("refinements") or {"count": 0}
+    text = f"Run time: {_minutes(runs['seconds'])} summed over {_count(runs['count'], 'run')}"
+    if refined["count"]:
+        text += (
+            f", plus {_minutes(refined['seconds'])} over {_count(refined['count'], 'refinement')}"
+        )
+    return text + (
+        " (each run's own wall clock: runs on parallel workers overlap; data generation not "
+        "counted)."
+    )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def setup_blocks(rows: list[ResultRow], setup: dict | None) -> list:
     """The setup section as report blocks (see ``pdefm.report.render``)."""
     setup = setup or {}
@@ -149,6 +173,8 @@ def setup_blocks(rows: list[ResultRow], setup: dict | None) -> list:
         "command") else ".")))  # fmt: skip
     b.append(("p", "Runs produced by:"))
     b += [("p", line) for line in _provenance_text(setup.get("invocations", []))]
+    if setup.get("run_time"):
+        b.append(("p", run_time_text(setup["run_time"])))
     if setup.get("datasets"):
         header = ["dataset", "family and parameter range", "grid", "train / val / test", "seed"]
         b.append(("table", header, _dataset_rows(setup["datasets"])))

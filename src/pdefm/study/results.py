@@ -222,12 +222,14 @@ def _summary(card: DatasetCard, role: str) -> dict:
 @dataclasses.dataclass(frozen=True)
 class StudySetup:
     """What the report's setup section states about a study: its name, the study file as run
-    (text; None if unreadable), the plan's datasets and the provenance of every ``study run``."""
+    (text; None if unreadable), the plan's datasets, the provenance of every ``study run``
+    and the run time its runs took (``run_time``)."""
 
     name: str
     study_yaml: str | None
     datasets: dict
     invocations: list
+    run_time: dict | None = None
 
     def to_json(self) -> dict:
         """The ``setup`` mapping ``pdefm.report.write_report`` takes."""
@@ -244,4 +246,31 @@ def study_setup(root: str | Path) -> StudySetup:
         text = (root / "study.yaml").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = None
-    return StudySetup(plan["name"], text, plan["datasets"], load_provenance(root))
+    return StudySetup(
+        plan["name"], text, plan["datasets"], load_provenance(root), run_time(root, plan)
+    )
+
+
+def run_time(root: Path, plan: dict) -> dict:
+    """The wall time the study's finished training runs took, summed: ``runs`` (planned
+    pre-training and downstream runs with a record) and ``refinements`` (reruns of flagged
+    runs, superseded ones included: their budget was spent too), each with its count and
+    seconds. Each run's own wall clock, so runs on parallel workers overlap; data generation
+    is not counted."""
+    from pdefm.study.refine import load_refinements
+
+    planned = [r["id"] for r in plan["runs"] if r["kind"] != "data"]
+    return {
+        "runs": _seconds(root, planned),
+        "refinements": _seconds(root, list(load_refinements(root))),
+    }
+
+
+def _seconds(root: Path, ids: list[str]) -> dict:
+    """{"count", "seconds"} over the finished records of ``ids`` that state their wall time."""
+    times = []
+    for rid in ids:
+        record = read_record(root / "runs" / rid / "record.json")
+        if record is not None and record.wall_time_s is not None:
+            times.append(record.wall_time_s)
+    return {"count": len(times), "seconds": float(sum(times))}
