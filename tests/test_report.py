@@ -274,3 +274,19 @@ def test_run_time_sentence_counts_runs_and_refinements():
     assert "parallel workers overlap" in text and "data generation not counted" in text
     alone = run_time_text({"runs": {"count": 1, "seconds": 30.0}, "refinements": {"count": 0}})
     assert alone.startswith("Run time: 0.5 min summed over 1 run (")
+
+
+def test_savings_at_a_crossing_of_budget_limited_runs_say_so(tmp_path):
+    def limited(n):
+        return {"converged": False} if n == 512 else {}
+
+    rows = [row("t", "scratch", n, 0.5 * (n / 8) ** -0.5, seed=s, **limited(n)) for n in SIZES
+            for s in (0, 1)]  # fmt: skip
+    rows += [row("t", "finetune", n, 0.1 * (n / 8) ** -0.5, seed=s) for n in SIZES for s in (0, 1)]
+    md = write_report(rows, tmp_path)["markdown"].read_text()
+    lines = [line for line in md.splitlines() if line.startswith("| Poisson, e in [5, 10] | fine")]
+    notes = {line.split(" | ")[3]: line.split(" | ")[-1].rstrip(" |") for line in lines}
+    # scratch's N = 512 error is the only target whose scratch crossing uses N = 512
+    assert notes["0.0625"] == "scratch still improving at N = 512 (2 of 2 runs)"
+    assert [t for t, note in notes.items() if "still improving" in note] == ["0.0625"]
+    assert "for scratch the saving would shrink" in md

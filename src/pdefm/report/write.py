@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pdefm.checks import check_output_dir
@@ -28,7 +29,10 @@ SAVINGS_NOTE = (
     "scratch curve of the same model. Targets are the mean errors scratch reaches at its own "
     "sizes. N(target) interpolates log N linearly in log error along the curve made monotone "
     "(running minimum over N). '> x': scratch never reaches the target by its largest N, or "
-    "fine-tuning already reaches it at its smallest N; '< x': the reverse."
+    "fine-tuning already reaches it at its smallest N; '< x': the reverse. A note that a "
+    "curve was still improving at the sizes around its crossing (budget-limited runs) means "
+    "more budget would move that crossing to fewer examples: for scratch the saving would "
+    "shrink, for fine-tuning it would grow."
 )
 FLOOR_NOTE = (
     "'floor at its bound': the fitted offset c takes up (nearly) all of the error at the "
@@ -67,15 +71,38 @@ def _target_note(target: float, zero_shot: float | None) -> str:
 def _savings_rows(savings, curves) -> list[list[str]]:
     """Rows of the savings table."""
     out, tasks = [], by_task(curves)
-    for ft, _, res in savings:
+    for ft, sc, res in savings:
         zero_shot = zero_shot_of(tasks[ft.key.task], ft.key)
         for r in res:
             n_s = _n_text(r["n_scratch"], r["scratch_found"])
             n_f = _n_text(r["n_finetune"], r["finetune_found"])
             target = f"{r['target']:.4g}"
-            note = _target_note(r["target"], zero_shot)
+            notes = [
+                _target_note(r["target"], zero_shot),
+                _budget_note(sc, r["n_scratch"], "scratch"),
+                _budget_note(ft, r["n_finetune"], "fine-tuning"),
+            ]
+            note = "; ".join(n for n in notes if n)
             out.append([*_names(ft), ft.key.model, target, n_s, n_f, r["text"], note])
     return out
+
+
+def _budget_note(curve, n: float, who: str) -> str:
+    """'scratch still improving at N = 2048 (3 of 3 runs)' when runs of ``curve`` at the
+    sizes around its crossing ``n`` (the nearest size at or below it and at or above it; the
+    smallest or largest size when the crossing lies outside them) were budget-limited."""
+    sizes = sorted(curve.errors)
+    if not sizes or not math.isfinite(n):
+        return ""
+    below = [s for s in sizes if s <= n] or sizes[:1]
+    above = [s for s in sizes if s >= n] or sizes[-1:]
+    parts = []
+    for size in sorted({below[-1], above[0]}):
+        runs = [r for r in curve.rows if r.n_train == size]
+        limited = sum(r.converged is False for r in runs)
+        if limited:
+            parts.append(f"N = {size} ({limited} of {len(runs)} runs)")
+    return f"{who} still improving at {', '.join(parts)}" if parts else ""
 
 
 def _ci_text(fit: PowerLawFit, name: str) -> str:
