@@ -230,6 +230,12 @@ def test_refine_reruns_flagged_runs_with_twice_the_budget(tmp_path, capsys):
     assert main(["study", "run", str(path), "--out", str(root), "--quiet", "--refine"]) == 0
     (row,) = [r for r in load_results(root) if r["kind"] == "downstream"]
     assert row["budget_factor"] == 4 and row["epochs"] == 12
+    # status counts the refinements by budget and state
+    capsys.readouterr()
+    assert main(["study", "status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "refinements at budget x 2 (--refine): 1: 1 completed" in out
+    assert "refinements at budget x 4 (--refine): 1: 1 completed" in out
 
 
 def test_report_states_its_setup_and_provenance(tmp_path, capsys):

@@ -54,7 +54,10 @@ def add_study(sub) -> None:
     )
     _add_ray_options(run)
     run.set_defaults(run=_run_study_run)
-    status = verbs.add_parser("status", help="summarise a study directory")
+    status = verbs.add_parser(
+        "status",
+        help="summarise a study directory: runs by state, and refinements by budget and state",
+    )
     status.add_argument("directory", help="study directory (holds plan.json)")
     status.set_defaults(run=_run_study_status)
 
@@ -174,6 +177,7 @@ def _run_study_run(args: argparse.Namespace) -> int:
 
 
 def _run_study_status(args: argparse.Namespace) -> int:
+    from pdefm.study.refine import refinement_progress
     from pdefm.study.results import load_results
 
     rows = load_results(args.directory)
@@ -184,6 +188,11 @@ def _run_study_status(args: argparse.Namespace) -> int:
         f"{args.directory}: {len(rows)} training/evaluation runs: "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     )
+    for factor, by_status in refinement_progress(args.directory).items():
+        print(
+            f"  refinements at budget x {factor} (--refine): {sum(by_status.values())}: "
+            + ", ".join(f"{v} {k}" for k, v in sorted(by_status.items()))
+        )
     return 0
 
 

@@ -75,6 +75,19 @@ def latest(root: str | Path) -> dict[str, dict]:
     return out
 
 
+def refinement_progress(root: str | Path) -> dict[int, dict[str, int]]:
+    """Budget factor -> {status: count} over the refinements listed in ``root``: "completed",
+    "failed", "running" (a record says so: started, maybe interrupted) or "todo" (none yet)."""
+    root = Path(root)
+    out: dict[int, dict[str, int]] = {}
+    for entry in load_refinements(root).values():
+        record = read_record(root / "runs" / entry["id"] / "record.json")
+        status = "todo" if record is None else record.status
+        counts = out.setdefault(entry["factor"], {})
+        counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def _neighbours(chosen: float, tried: list[float]) -> list[float]:
     """The chosen rate and the rates next to it among those tried."""
     rates = sorted(tried)
