@@ -23,7 +23,7 @@ from pdefm import catalogue
 from pdefm.checks import check_output_file, read_json
 from pdefm.data.card import DatasetCard
 from pdefm.errors import PdefmError
-from pdefm.study.refine import latest
+from pdefm.study.refine import latest, load_refinements
 from pdefm.study.row import COLUMNS as COLUMNS  # re-exported: the table's columns
 from pdefm.study.row import ResultRow, read_rows, write_rows
 from pdefm.study.store import bad_field, load_plan
@@ -257,8 +257,6 @@ def run_time(root: Path, plan: dict) -> dict:
     runs, superseded ones included: their budget was spent too), each with its count and
     seconds. Each run's own wall clock, so runs on parallel workers overlap; data generation
     is not counted."""
-    from pdefm.study.refine import load_refinements
-
     planned = [r["id"] for r in plan["runs"] if r["kind"] != "data"]
     return {
         "runs": _seconds(root, planned),
