@@ -15,24 +15,28 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
+import torch
 
 from pdefm.api import Model, stage_checkpoint
+from pdefm.data.dataset import PDEDataset
+from pdefm.train.metrics import relative_l2
+
+
+def test_split(root: Path, task: str) -> tuple[dict, np.ndarray]:
+    """The task's test inputs by channel name (S, n, n) and its solutions (S, n, n)."""
+    ds = PDEDataset(root / "data" / task, "test")
+    x, y = ds.batch(np.arange(len(ds)))
+    return {name: x[:, i].numpy() for i, name in enumerate(ds.input_channels)}, y[:, 0].numpy()
 
 
 def rel_l2(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-sample ||pred - truth|| / ||truth||, arrays (S, n, n)."""
-    diff = (pred - truth).reshape(len(truth), -1)
-    return np.linalg.norm(diff, axis=1) / np.linalg.norm(truth.reshape(len(truth), -1), axis=1)
+    return relative_l2(torch.from_numpy(pred), torch.from_numpy(truth)).numpy()
 
 
 def check(root: Path, task: str, model: Model) -> str:
-    with h5py.File(root / "data" / task / "test.h5", "r") as f:
-        a_xx, a_yy = f["fields/diffusion_xx"][:], f["fields/diffusion_yy"][:]
-        inputs = {"source": f["source"][:], "diffusion_xx": a_xx, "diffusion_yy": a_yy,
-                  "diffusion_xy": np.zeros(len(a_xx))}  # fmt: skip
-        u = f["solution"][:]
+    inputs, u = test_split(root, task)
     p = model.predict(inputs)[:, 0]
     flat_p, flat_u = p.reshape(len(u), -1), u.reshape(len(u), -1)
     alpha = (flat_p * flat_u).sum(1) / (flat_p * flat_p).sum(1)

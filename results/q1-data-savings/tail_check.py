@@ -17,29 +17,28 @@ import json
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
+import torch
 
 from pdefm.api import Model
+from pdefm.data.dataset import PDEDataset
 from pdefm.study.results import load_results
+from pdefm.train.metrics import relative_l2
 
 TASK = "ad_1-2"
-COEFFICIENTS = ["diffusion_xx", "diffusion_yy", "diffusion_xy", "velocity_x", "velocity_y"]
 
 
-def test_split(root: Path) -> tuple[dict, np.ndarray]:
-    """The task's test inputs by name and its solutions (S, n, n)."""
-    with h5py.File(root / "data" / TASK / "test.h5", "r") as f:
-        constants = f["channels"][:]  # (S, 5): the coefficients, one column each
-        inputs = {"source": f["source"][:]}
-        inputs.update({name: constants[:, i] for i, name in enumerate(COEFFICIENTS)})
-        return inputs, f["solution"][:]
+def test_split(root: Path) -> tuple[dict, torch.Tensor]:
+    """The task's test inputs by channel name (S, n, n) and its solutions (S, 1, n, n)."""
+    ds = PDEDataset(root / "data" / TASK, "test")
+    x, y = ds.batch(np.arange(len(ds)))
+    return {name: x[:, i].numpy() for i, name in enumerate(ds.input_channels)}, y
 
 
-def per_sample(checkpoint: Path, inputs: dict, u: np.ndarray) -> np.ndarray:
-    p = Model.from_pretrained(checkpoint).predict(inputs)[:, 0]
-    flat = (p - u).reshape(len(u), -1)
-    return np.linalg.norm(flat, axis=1) / np.linalg.norm(u.reshape(len(u), -1), axis=1)
+def per_sample(checkpoint: Path, inputs: dict, u: torch.Tensor) -> np.ndarray:
+    """Per-sample test rel. L2 of the checkpoint's predictions."""
+    pred = torch.from_numpy(Model.from_pretrained(checkpoint).predict(inputs))
+    return relative_l2(pred, u).numpy()
 
 
 def summary(errors: np.ndarray) -> str:
