@@ -58,8 +58,10 @@ def main() -> None:
     head = " | ".join(f"x {2 * f} | rel L2" for f in factors)
     print(f"| seed | published | rel L2 | x 2 | rel L2 | {head} | per doubling |")
     print("|---:" * (5 + 2 * len(factors)) + "|---|")
-    for path in sorted((args.study / "budget-check").glob("*/record.json")):
-        check = json.loads(path.read_text())
+    checks = [
+        json.loads(p.read_text()) for p in (args.study / "budget-check").glob("*/record.json")
+    ]
+    for check in sorted(checks, key=lambda c: c["config"]["seed"]):
         config = check["config"]
         if Path(config["data"]).name != args.task or (
             args.seed is not None and config["seed"] not in args.seed
