@@ -59,6 +59,7 @@ def test_state_json_round_trip_and_unknown_keys():
     assert FitState.from_json(json.loads(json.dumps(state.to_json()))) == state
     assert list(state.to_json()) == [
         "epoch", "step", "history", "best", "best_epoch", "status", "reason", "stopped_early",
+        "wall_s", "cpu_s", "samples", "evaluated", "segments",
     ]  # fmt: skip
     assert FitState.from_json({**state.to_json(), "from_the_future": 1}) == state
 
@@ -129,10 +130,13 @@ def test_the_plan_is_a_fit_plan_and_states_the_budget():
 
 def test_the_per_lr_summary_keeps_its_keys_in_order():
     plan = RunConfig(data="d", epochs=2).plan(8)
-    result = LrResult("completed", None, 0.5, 2, 2, False, None, 10, 4, [], None, plan)
+    cost = {"wall_s": 1.0, "cpu_s": 2.0, "samples": 16, "evaluated": 8, "segments": 1,
+            "flops": 100}  # fmt: skip
+    result = LrResult("completed", None, 0.5, 2, 2, False, None, 10, 4, [], None, plan, cost)
     assert list(result.summary_json()) == [
         "status", "reason", "best_val_rel_l2", "epochs", "steps", "stopped_early", "converged",
-        "trainable_parameters", "trainable_names",
+        "trainable_parameters", "trainable_names", "wall_s", "cpu_s", "samples", "evaluated",
+        "segments", "flops",
     ]  # fmt: skip
     assert result.completed
 

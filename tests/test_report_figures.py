@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +108,7 @@ def test_error_vs_n_titles_legend_and_plain_ticks(tmp_path):
         "trained from scratch (fno-tiny)",
         "fine-tuned from Poisson, e in [1, 5] (fno-tiny)",
         "zero-shot: pre-trained on Poisson, e in [1, 5] (fno-tiny)",
+        "fit",
     }
     assert fig.legends[0].get_title().get_text() == (
         "line: mean over 2 seeds; band: min to max over seeds"
@@ -131,6 +134,93 @@ def test_one_seed_says_no_band():
     uneven = by_task(build_curves(study_rows() + [row("scratch", 1024, 0.05, 0)]))
     note = figures.seeds_note(uneven["poisson_5-10"])
     assert note.startswith("line: mean over 1 to 2 seeds") and "one seed: no band" in note
+
+
+def two_tasks(rows: list[ResultRow]) -> list[ResultRow]:
+    """``rows`` plus scratch runs of a second task (e in [10, 20]) with larger errors."""
+    other = [row("scratch", n, 0.9 * (n / 8) ** -0.3, seed=s, task="poisson_10-20",
+                 task_low=10.0, task_high=20.0, run_id=f"other-{n}-{s}")
+             for n in SIZES for s in (0, 1)]  # fmt: skip
+    return rows + other
+
+
+def test_error_vs_n_draws_each_fit_over_its_runs():
+    tasks = by_task(build_curves(study_rows()))
+    fig = figures._error_vs_n_figure(tasks)
+    (ax,) = fig.axes
+    fits = [line for line in ax.get_lines() if line.get_gid() == "fit"]
+    means = {line.get_label(): line for line in ax.get_lines() if line.get_label()[0] != "_"}
+    assert len(fits) == 2  # scratch and fine-tune; zero-shot has no N to scale with
+    for fit in fits:
+        n = fit.get_xdata()
+        assert (n[0], n[-1]) == pytest.approx((min(SIZES), max(SIZES)))
+        assert fit.get_linewidth() < next(iter(means.values())).get_linewidth()
+    # each fit in its method's colour, close to its own mean points (a pure power law)
+    colours = {m.get_color() for m in means.values()}
+    assert {f.get_color() for f in fits} <= colours
+    scratch = means["trained from scratch (fno-tiny)"]
+    (fit,) = [f for f in fits if f.get_color() == scratch.get_color()]
+    at_ends = np.interp(np.log([8, 512]), np.log(fit.get_xdata()), fit.get_ydata())
+    ends = scratch.get_ydata()[[0, -1]]
+    assert at_ends == pytest.approx(ends, rel=0.05)
+    # fits given by the caller are drawn as given
+    from pdefm.report.fits import PowerLawFit
+
+    key = next(c.key for c in tasks["poisson_5-10"] if c.key.method == "scratch")
+    given = figures._error_vs_n_figure(tasks, fits={key: PowerLawFit(1.0, 0.5, 0.0)})
+    (line,) = [f for f in given.axes[0].get_lines() if f.get_gid() == "fit"]
+    assert line.get_ydata()[0] == pytest.approx(8**-0.5)  # a N^-b + c at N = 8
+
+
+def hollow_artists(fig) -> list:
+    return [line for ax in fig.axes for line in ax.get_lines() if line.get_gid() == "hollow"]
+
+
+def test_budget_limited_points_are_hollow():
+    plain = figures._error_vs_n_figure(by_task(build_curves(study_rows())))
+    assert hollow_artists(plain) == []
+    assert "budget-limited (still improving)" not in legend_texts(plain)
+    rows = [
+        replace(r, converged=False) if (r.method, r.n_train, r.seed) == ("scratch", 128, 1)
+        else replace(r, converged=True) if r.method != "zero-shot" else r
+        for r in study_rows()
+    ]  # fmt: skip
+    tasks = by_task(build_curves(rows))
+    fig = figures._error_vs_n_figure(tasks)
+    (marks,) = hollow_artists(fig)
+    assert list(marks.get_xdata()) == [128]  # one of two seeds at N = 128 is enough
+    assert marks.get_markerfacecolor() == "none" and marks.get_marker() == "o"
+    scratch = next(line for line in fig.axes[0].get_lines()
+                   if line.get_label() == "trained from scratch (fno-tiny)")  # fmt: skip
+    assert marks.get_markeredgecolor() == scratch.get_color()
+    assert scratch.get_markevery() == [0, 1, 3]  # no filled marker under the hollow one
+    assert "budget-limited (still improving)" in legend_texts(fig)
+    assert "Hollow markers: a run at that N was budget-limited" in figures.error_vs_n_caption(tasks)
+    # a later check may mark (curve key, N) points unsettled: drawn the same way
+    key = next(c.key for c in tasks["poisson_5-10"] if c.key.method == "finetune")
+    fig = figures._error_vs_n_figure(tasks, unsettled={(key, 32)})
+    assert sorted(float(m.get_xdata()[0]) for m in hollow_artists(fig)) == [32, 128]
+    assert {"unsettled", "budget-limited (still improving)"} <= set(legend_texts(fig))
+
+
+def test_comparing_panels_share_axes_and_text_is_slide_size():
+    fig = figures._error_vs_n_figure(by_task(build_curves(two_tasks(study_rows()))))
+    a, b = fig.axes
+    assert a.get_shared_y_axes().joined(a, b) and a.get_shared_x_axes().joined(a, b)
+    assert a.get_ylim() == b.get_ylim() and a.get_xlim() == b.get_xlim()
+    fig.draw_without_rendering()  # runs the layout (a bare Figure's canvas draws nothing)
+    texts = [t for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    texts += [ax.xaxis.label for ax in fig.axes] + [a.yaxis.label, a.title, b.title]
+    texts += [t for leg in fig.legends for t in [*leg.get_texts(), leg.get_title()]]
+    assert texts and min(t.get_fontsize() for t in texts if t.get_text()) >= 11
+    # the legend sits outside the panels, below them
+    legend = fig.legends[0].get_window_extent()
+    assert legend.y1 <= min(ax.get_window_extent().y0 for ax in fig.axes)
+    hist = {"curves": build_curves(study_rows())}
+    runs = {r.run_id: history(r.n_train, r.seed) for r in study_rows() if r.n_train}
+    val = figures.validation_figure(hist["curves"], runs)
+    first, second = val.axes
+    assert first.get_shared_y_axes().joined(first, second)
 
 
 @pytest.mark.parametrize(
@@ -367,3 +457,57 @@ def test_a_samples_panel_shows_the_coefficient_when_the_forcing_is_constant():
     source = figures.samples_figure(sample_dict()).axes[0].get_images()[0]
     low, high = source.get_clim()
     assert source.get_cmap().name == "RdBu_r" and low == -high
+
+
+# -- files for slides and phones -------------------------------------------------------------
+def test_every_png_has_an_svg_that_rewrites_byte_identical(tmp_path):
+    from pdefm.report import write_report
+
+    rows = two_tasks(study_rows())
+    hist = {r.run_id: history(r.n_train, r.seed) for r in rows if r.n_train}
+    samples = sample_dict(s=1)  # an image panel: its SVG embeds rasters
+
+    def write() -> dict:
+        return write_report(rows, tmp_path, histories=hist, samples=samples)
+
+    pngs = write()["figures"]
+    assert {"error_vs_n.png", "validation.png", "samples.png"} <= {p.name for p in pngs}
+    assert sorted(p.name for p in tmp_path.glob("*.svg")) == sorted(
+        p.with_suffix(".svg").name for p in pngs
+    )
+    svgs = {}
+    for png in pngs:
+        svg = png.with_suffix(".svg")
+        assert ET.parse(svg).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+        svgs[svg] = svg.read_bytes()
+        assert b"<dc:date>" not in svgs[svg]
+    again = write()  # rewriting the same report: the same bytes
+    assert {png.with_suffix(".svg"): png.with_suffix(".svg").read_bytes()
+            for png in again["figures"]} == svgs  # fmt: skip
+    md = again["markdown"].read_text()
+    assert "](error_vs_n.png)" in md and ".svg" not in md  # report.md keeps linking the PNG
+
+
+def test_html_reads_on_a_narrow_screen(tmp_path):
+    import re
+
+    from pdefm.report import write_report
+    from pdefm.report.render import CSS, is_numeric
+
+    page = write_report(study_rows(), tmp_path)["html"].read_text()
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert "img{max-width:100%;height:auto}" in CSS and "td.num{text-align:right" in CSS
+    assert ".table-scroll{overflow-x:auto" in CSS
+    tables = page.count("<table>")
+    assert tables and page.count('<div class="table-scroll"><table>') == tables
+    cells = re.findall(r'<td( class="num")?>([^<]*)</td>', page)
+    numeric = {text for cls, text in cells if cls}
+    words = {text for cls, text in cells if not cls}
+    assert {"0.525 ± 0.035", "512", "&gt; 4", "0.4 (range 0.4 to 0.4)"} <= numeric
+    assert "Poisson, e in [5, 10]" in words and "fno-tiny" in words
+    for text in ("0.12", "9.5%", "> 4", "< 0.78", "<= 8", "2.2x",
+                 "0.051 ± n/a", "0.51 [0.47, 0.54]", "0.51 (range 0.4 to 0.6)", "3 / 3",
+                 "1e-3", "nan"):  # fmt: skip
+        assert is_numeric(text), text
+    for text in ("fno-tiny", "poisson_1-5", "Poisson, e in [5, 10]", "—", "", "yes", "x"):
+        assert not is_numeric(text), text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import h5py
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from pdefm.data import store
-from pdefm.data.card import PROGRESS_NAME, load_card
+from pdefm.data.card import CARD_NAME, PROGRESS_NAME, load_card
 from pdefm.data.generate import generate_dataset
 from pdefm.data.importer import import_dataset
 from pdefm.data.mixture import MixtureSpec, mix_datasets
@@ -168,3 +169,54 @@ def test_split_hash_recomputes_the_card_hash(members):
     for split in ("train", "val", "test"):
         with h5py.File(card.split_file(split), "r") as h5:
             assert split_hash(h5, card.count(split), card.block_size) == card.content_hash[split]
+
+
+@pytest.mark.parametrize("kind", ["generate", "import", "mix"])
+def test_the_card_records_the_generation_time(kind, members, own_file, tmp_path):
+    _writers(members, own_file)[kind](tmp_path / "d")
+    times = load_card(tmp_path / "d").generation
+    assert times["wall_s"] > 0 and times["cpu_s"] > 0
+
+
+@pytest.mark.parametrize("kind", ["generate", "import", "mix"])
+def test_a_resumed_write_sums_the_time_of_its_segments(
+    kind, members, own_file, tmp_path, monkeypatch
+):
+    """The card's time = what the killed segment recorded (in the progress file) + the
+    resumed segment's, which lies inside the resuming call (wall and this process's CPU)."""
+    write, out = _writers(members, own_file)[kind], tmp_path / "d"
+    _fail_at_write(monkeypatch, call=2)
+    with pytest.raises(PdefmError):
+        write(out)
+    first = json.loads((out / PROGRESS_NAME).read_text())["generation"]
+    assert first["wall_s"] > 0 and first["cpu_s"] > 0
+    _fail_at_write(monkeypatch, call=-1)
+    wall, cpu = time.perf_counter(), time.process_time()
+    write(out)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    total = load_card(out).generation
+    for key, call in (("wall_s", wall), ("cpu_s", cpu)):
+        resumed = total[key] - first[key]
+        assert 0 < resumed <= call + 1e-3  # the card rounds to the millisecond
+        assert total[key] >= resumed and total[key] >= first[key]
+
+
+def test_cards_and_progress_files_without_times_still_read(tmp_path, monkeypatch):
+    """Written before the generation time was recorded: a card reads with ``generation``
+    None, everything else unchanged; an unfinished folder resumes from 0 s."""
+    spec = _spec("poisson", 1.0, 5.0)
+    _fail_at_write(monkeypatch, call=2)
+    with pytest.raises(PdefmError):
+        generate_dataset(spec, tmp_path / "d", progress=False)
+    progress = json.loads((tmp_path / "d" / PROGRESS_NAME).read_text())
+    del progress["generation"]
+    (tmp_path / "d" / PROGRESS_NAME).write_text(json.dumps(progress))
+    _fail_at_write(monkeypatch, call=-1)
+    card = generate_dataset(spec, tmp_path / "d", progress=False)
+    assert card.generation["wall_s"] > 0
+    old = card.to_json()
+    del old["generation"]
+    (tmp_path / "d" / CARD_NAME).write_text(json.dumps(old))
+    loaded = load_card(tmp_path / "d")
+    assert loaded.generation is None and loaded.content_hash == card.content_hash
+    assert loaded.data_hash == card.data_hash

@@ -367,6 +367,17 @@ class DatasetCard:
         return list(self.data.get("warnings", []))
 
     @property
+    def generation(self) -> dict[str, float] | None:
+        """How long writing the dataset took, summed over the processes that wrote it:
+        {"wall_s": wall seconds, "cpu_s": CPU seconds of those processes, all threads};
+        None for cards written before it was recorded (or with an unreadable field)."""
+        times = self.data.get("generation")
+        try:
+            return {key: float(times[key]) for key in ("wall_s", "cpu_s")}
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
     def block_size(self) -> int:
         """Rows per content-hash block (a KeyError if the card lacks it)."""
         return self.data["spec"]["block_size"]

@@ -13,8 +13,8 @@ this module does everything else, once:
   one. A finished split is renamed to ``<split>.h5``;
 - one content hash: split hash = SHA-256 of the concatenated per-block ``store.rows_digest`` hex
   digests (``split_hash`` recomputes it from a finished file for ``pdefm inspect --verify``);
-- one atomic finish: the card is written last, atomically, and the progress file removed, so a
-  folder with a card is a finished dataset.
+- one atomic finish: the card (with the time spent, ``Progress.times``) is written last,
+  atomically, and the progress file removed, so a folder with a card is a finished dataset.
 
 Block b + 1 is computed while a writer thread writes, hashes and records block b (HDF5, hashlib
 and torch release the GIL for most of that), so the disk work hides behind the next block.
@@ -30,8 +30,9 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter, process_time
 from typing import Protocol
 
 import h5py
@@ -48,6 +49,7 @@ from pdefm.errors import PdefmError
 Arrays = dict[str, np.ndarray]  # one block's rows in the layout of ``store`` (see write_rows)
 BlockHook = Callable[[str, int], None]
 BlockReader = Callable[[int], Arrays]
+_CLOCKS = (("wall_s", perf_counter), ("cpu_s", process_time))  # process_time: all threads
 
 
 @dataclass(frozen=True)
@@ -196,8 +198,8 @@ def _write_locked(source: BlockSource, out: Path, progress: bool, on_block) -> D
     ) as bar:  # fmt: skip
         for split in SPLITS:
             _write_split(source, out, split, layouts[split], state, bar, on_block)
-    hashes = {s: content_hash(state.splits[s].blocks) for s in SPLITS}
-    card = DatasetCard.from_json(source.card(out, hashes), out)
+    data = source.card(out, {s: content_hash(state.splits[s].blocks) for s in SPLITS})
+    card = DatasetCard.from_json({**data, "generation": state.times()}, out)
     write_json_atomic(out / CARD_NAME, card.to_json())
     (out / PROGRESS_NAME).unlink()
     return card
@@ -228,15 +230,20 @@ class SplitProgress:
 
 @dataclass
 class Progress:
-    """``.pdefm-progress.json``: what is being written (kind, command, spec, guard) and how
-    far each split got. Files of earlier versions (generation only, no kind, command or
-    guard) read as a generation with an empty guard."""
+    """``.pdefm-progress.json``: what is written (kind, command, spec, guard), how far each split
+    got, the time spent (``times``); earlier versions' files read as a generation, no guard, 0 s."""
 
     kind: str
     command: str | None
     spec: dict
     guard: dict
     splits: dict[str, SplitProgress]
+    origin: tuple[float, ...] = field(default_factory=lambda: tuple(c() for _, c in _CLOCKS))
+
+    def times(self) -> dict[str, float]:
+        """Seconds spent, summed over the processes that wrote, to the ms: each of ``_CLOCKS``
+        less ``origin``, its reading at 0 s (the file's earlier time counted when it is read)."""
+        return {k: round(c() - o, 3) for (k, c), o in zip(_CLOCKS, self.origin, strict=True)}
 
     @classmethod
     def fresh(cls, source: BlockSource) -> Progress:
@@ -252,6 +259,7 @@ class Progress:
             "splits": {
                 s: {"blocks": p.blocks, "complete": p.complete} for s, p in self.splits.items()
             },
+            "generation": self.times(),
         }
 
     @classmethod
@@ -285,7 +293,8 @@ class Progress:
         if not isinstance(guard, dict):
             raise TypeError("guard")
         kind = data.get("kind", "generated")  # earlier versions: generation only
-        return cls(str(kind), data.get("command"), data["spec"], guard, splits)
+        origin = tuple(c() - float(data.get("generation", {}).get(k, 0)) for k, c in _CLOCKS)
+        return cls(str(kind), data.get("command"), data["spec"], guard, splits, origin)
 
     def write(self, path: Path, durable: bool = True) -> None:
         write_json_atomic(path, self.to_json(), durable)

@@ -1,17 +1,19 @@
-"""What every report figure shares: the panel grid, saving to PNG, legends and colours, curve
-and task labels in words, captions, and plain-decimal log ticks (matplotlib ``Figure`` only,
-never ``pyplot``)."""
+"""What every report figure shares: the panel grid, saving to PNG and SVG, slide-size text,
+legends and colours, hollow markers of points that may still move, curve and task labels in
+words, captions, and plain-decimal log ticks (matplotlib ``Figure`` only, never ``pyplot``)."""
 
 from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullFormatter
 
 from pdefm.report.mixed import Comparison
@@ -27,6 +29,41 @@ STYLE = {"finetune": "-", "scratch": "--", "zero-shot": ":"}
 
 
 DPI = 110
+
+
+#: Text sizes in points at the saved size, so that a figure pasted on a slide stays readable.
+TICK_PT = 11
+LABEL_PT = 11
+LEGEND_PT = 11
+TITLE_PT = 12
+
+
+#: Height of one legend row at LEGEND_PT, in inches (text plus the spacing between rows).
+LEGEND_ROW_IN = 0.25
+
+
+#: Characters per line of a panel title before it wraps (a panel is about 5 inches wide).
+TITLE_CHARS = 48
+
+
+#: Line width of a fitted law: thinner than the mean line of the data it was fitted to.
+FIT_LW = 1.0
+MEAN_LW = 1.8
+
+
+#: Marker size of the mean points (large enough that a hollow one reads as hollow).
+MARKER_MS = 6
+
+
+#: Fixed salt of the ids matplotlib writes into SVG: rewriting a report gives the same bytes.
+SVG_SALT = "pdefm-report"
+
+
+#: Why a point is drawn hollow (its value may still move), as the legend says it.
+HOLLOW = {
+    "budget-limited": "budget-limited (still improving)",
+    "unsettled": "unsettled",
+}
 
 
 #: Tick mantissas for log axes, sparsest first: 0.01 0.1 1, then 0.01 0.03 0.1, ...
@@ -52,49 +89,138 @@ VALIDATION_CAPTION = (
 
 
 # -- layout --------------------------------------------------------------------------------
-def panel_grid(n_panels: int, width: float = 4.2, height: float = 3.3, ncols: int = 3):
-    """A figure with n panels on a grid of at most ``ncols`` columns; returns (fig, axes)."""
+def panel_grid(
+    n_panels: int,
+    width: float = 5.2,
+    height: float = 3.9,
+    ncols: int = 3,
+    sharex: bool = False,
+    sharey: bool = False,
+):
+    """A figure with n panels on a grid of at most ``ncols`` columns; returns (fig, axes).
+    Panels that compare one quantity share their axes (``sharex`` / ``sharey``): the same
+    limits and ticks, tick labels only on the outer panels."""
     ncols = max(1, min(ncols, n_panels))
     nrows = math.ceil(n_panels / ncols)
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
+    # a panel above an empty slot is the bottom of its column: it needs its x tick labels
+    for ax in axes[max(0, n_panels - ncols) : n_panels]:
+        ax.xaxis.set_tick_params(labelbottom=True)
     return fig, axes[:n_panels]
 
 
+def first_column(ax) -> bool:
+    """True for a panel in the grid's first column (the one that carries a shared y label)."""
+    spec = ax.get_subplotspec()
+    return spec is None or spec.is_first_col()
+
+
+def wrap(text: str, width: int = TITLE_CHARS) -> str:
+    """``text`` with each of its lines wrapped at ``width`` characters (titles stay inside
+    their panel at slide-size fonts)."""
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def style_axes(ax) -> None:
+    """Slide-size text on one panel: tick labels, axis labels and the title (wrapped)."""
+    ax.tick_params(which="both", labelsize=TICK_PT)
+    ax.xaxis.label.set_fontsize(LABEL_PT)
+    ax.yaxis.label.set_fontsize(LABEL_PT)
+    ax.set_title(wrap(ax.get_title()), fontsize=TITLE_PT)
+
+
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a 256-colour PNG and return the path. The palette keeps figures
-    small (a third to a quarter of the RGBA size) for reports kept in a repository; line
-    plots and colour maps of 256 levels lose nothing visible."""
+    """Write ``fig`` as a 256-colour PNG at ``path`` and as SVG next to it (same stem,
+    ``.svg``, for slides and print); return the PNG's path. The palette keeps the PNGs small
+    (a third to a quarter of the RGBA size) for reports kept in a repository; line plots and
+    colour maps of 256 levels lose nothing visible."""
     from PIL import Image  # matplotlib's own dependency
 
+    path = Path(path)
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=DPI, format="png", bbox_inches="tight")  # keep wide legends whole
     buffer.seek(0)
     with Image.open(buffer) as image:
         small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
         small.save(path, format="PNG", optimize=True)
+    save_svg(fig, path.with_suffix(".svg"))
     return path
 
 
-def figure_legend(fig: Figure, axes, title: str | None = None, ncols: int = 2) -> None:
+def save_svg(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as SVG, byte-identical when redrawn from the same data: a fixed id salt
+    (``svg.hashsalt``, else random per process) and no date in the metadata."""
+    with rc_context({"svg.hashsalt": SVG_SALT}):
+        fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return Path(path)
+
+
+def figure_legend(
+    fig: Figure,
+    axes,
+    title: str | None = None,
+    ncols: int | None = None,
+    extra: dict[str, object] | None = None,
+) -> None:
     """One legend below all panels (labels deduplicated), so no panel's data is covered;
-    ``title`` explains what lines and bands are."""
+    ``title`` explains what lines and bands are, ``extra`` (label -> handle) adds entries
+    that no panel labels (fit, hollow markers). By default as many columns as the grid has
+    panel columns, at most two: long labels at slide size would not fit more."""
     seen: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
-    if seen:
-        fig.legend(
-            seen.values(),
-            seen.keys(),
-            loc="outside lower center",
-            ncols=ncols,
-            fontsize=7,
-            title=title,
-            title_fontsize=7,
-        )
+    seen.update(extra or {})
+    if ncols is None:
+        spec = axes[0].get_subplotspec() if len(axes) else None
+        ncols = min(2, spec.get_gridspec().ncols if spec is not None else 1)
+    if not seen:
+        return
+    # the figure grows by the legend's height: the layout would squeeze the panels instead
+    rows = math.ceil(len(seen) / ncols) + (1 if title else 0)
+    fig.set_figheight(fig.get_figheight() + LEGEND_ROW_IN * rows + 0.2)
+    fig.legend(
+        seen.values(),
+        seen.keys(),
+        loc="outside lower center",
+        ncols=ncols,
+        fontsize=LEGEND_PT,
+        title=title,
+        title_fontsize=LEGEND_PT,
+    )
+
+
+# -- hollow points and fits ------------------------------------------------------------------
+def hollow_points(curve: Curve, unsettled: set[tuple] | None = None) -> dict[int, str]:
+    """N -> why the mean point of ``curve`` at N is drawn hollow: "budget-limited" when a run
+    at N has ``converged`` False (validation was still improving when the budget ran out),
+    else "unsettled" when ``(curve.key, N)`` is in ``unsettled`` (a later check found the point
+    not settled). Points not listed are drawn filled. Read from row attributes only."""
+    marks = unsettled or set()
+    out = {}
+    for n in sorted(curve.errors):
+        if any(r.converged is False for r in curve.rows if int(r.n_train) == n):
+            out[n] = "budget-limited"
+        elif (curve.key, n) in marks:
+            out[n] = "unsettled"
+    return out
+
+
+def hollow_legend(kinds: Iterable[str]) -> dict[str, Line2D]:
+    """Legend entries (label -> grey hollow circle) for the kinds of hollow point drawn."""
+    return {
+        HOLLOW[k]: Line2D([], [], ls="none", marker="o", ms=MARKER_MS, mfc="none", mec="0.3")
+        for k in HOLLOW
+        if k in set(kinds)
+    }
+
+
+def fit_legend() -> dict[str, Line2D]:
+    """The legend entry of the fitted laws: a thin grey line (each fit is in its curve's colour)."""
+    return {"fit": Line2D([], [], color="0.3", lw=FIT_LW)}
 
 
 def label_colours(labels: list[str]) -> dict[str, str]:
@@ -160,12 +286,28 @@ def all_curves(tasks: dict[str, list[Curve]]) -> list[Curve]:
     return [c for cs in tasks.values() for c in cs]
 
 
-def error_vs_n_caption(tasks: dict[str, list[Curve]]) -> str:
-    """Caption of :func:`error_vs_n` for these curves (seed counts from the data)."""
+def error_vs_n_caption(tasks: dict[str, list[Curve]], unsettled: set[tuple] | None = None) -> str:
+    """Caption of :func:`error_vs_n` for these curves (seed counts and hollow points from the
+    data; ``unsettled`` as there)."""
+    curves = all_curves(tasks)
     return (
         "Test rel. L2 against the number of downstream training examples N (log-log), one "
-        f"panel per task; {LINE_STYLES_TEXT}. {_sentence(seeds_note(all_curves(tasks)))}"
+        f"panel per task, all on the same axes; {LINE_STYLES_TEXT}; thin solid line: the "
+        "fitted law err = a N^-b + c, drawn over the sizes it was fitted to. "
+        f"{_sentence(seeds_note(curves))}{hollow_caption(curves, unsettled)}"
     )
+
+
+def hollow_caption(curves: Iterable[Curve], unsettled: set[tuple] | None = None) -> str:
+    """' Hollow markers: ...' for the kinds of hollow point among ``curves`` ('' for none)."""
+    kinds = {k for c in curves for k in hollow_points(c, unsettled).values()}
+    why = {
+        "budget-limited": "a run at that N was budget-limited (validation still improving "
+        "when its budget ran out), so more budget would lower the point",
+        "unsettled": "the point is not settled (a later check found it could still move)",
+    }
+    parts = [why[k] for k in HOLLOW if k in kinds]
+    return f" Hollow markers: {'; or '.join(parts)}." if parts else ""
 
 
 def mixed_caption(comparisons: list[Comparison]) -> str:
@@ -175,7 +317,7 @@ def mixed_caption(comparisons: list[Comparison]) -> str:
         "Test rel. L2 against N per task: fine-tuned from the mixed pre-training and from the "
         "pre-training on the task's own family (solid), trained from scratch with the mixed "
         "model's preset (dashed), zero-shot of both pre-trained models (dotted). "
-        f"{_sentence(seeds_note(curves))}"
+        f"{_sentence(seeds_note(curves))}{hollow_caption(curves)}"
     )
 
 

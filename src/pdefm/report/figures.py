@@ -1,4 +1,4 @@
-"""The report's figures as PNG files.
+"""The report's figures as PNG files, each with an SVG copy next to it.
 
 matplotlib is used through ``matplotlib.figure.Figure`` (Agg canvas), never ``pyplot``: no
 global figure state, no GUI backend, and the caller's backend choice is left alone.
@@ -7,7 +7,9 @@ Every public ``name(..., path) -> Path`` draws with a private ``_name_figure(...
 and saves it, so tests can read titles, legends and ticks off the Figure. Figures speak in
 words (:mod:`pdefm.report.names`): "Poisson, e in [5, 10]" rather than a dataset name,
 "fine-tuned from ..." rather than a curve key; axes of N are ticked at the sizes that were
-run, and error axes carry plain decimals (0.01, 0.03, 0.1) instead of powers of ten.
+run, and error axes carry plain decimals (0.01, 0.03, 0.1) instead of powers of ten. Text is
+sized for a slide (:data:`~pdefm.report.figure_kit.TICK_PT` points and up at the saved size),
+legends sit below the panels, and panels that compare one quantity share their axes.
 
 The ``*_caption`` helpers return the text a report should print under each figure.
 """
@@ -24,7 +26,11 @@ from matplotlib.figure import Figure
 
 from pdefm.report.analysis import shift
 from pdefm.report.figure_kit import (  # noqa: F401 (re-exported)
+    FIT_LW,
+    LEGEND_PT,
+    MARKER_MS,
     MAX_SAMPLES,
+    MEAN_LW,
     STYLE,
     VALIDATION_CAPTION,
     all_curves,
@@ -32,7 +38,11 @@ from pdefm.report.figure_kit import (  # noqa: F401 (re-exported)
     curve_labels,
     error_vs_n_caption,
     figure_legend,
+    first_column,
     first_row,
+    fit_legend,
+    hollow_legend,
+    hollow_points,
     label_colours,
     log_ticks,
     mixed_caption,
@@ -41,10 +51,13 @@ from pdefm.report.figure_kit import (  # noqa: F401 (re-exported)
     plain_log_axis,
     samples_caption,
     save_figure,
+    save_svg,
     seeds_note,
     size_colours,
+    style_axes,
     task_titles,
 )
+from pdefm.report.fits import PowerLawFit, fit_power_law
 from pdefm.report.mixed import ROLES, Comparison
 from pdefm.report.names import (
     family_name,
@@ -68,21 +81,48 @@ from pdefm.study.row import ResultRow
 
 # -- error vs N ----------------------------------------------------------------------------
 def _draw_curve(
-    ax, curve: Curve, colour: str, x_span: tuple[float, float], label: str | None = None
-) -> None:
+    ax,
+    curve: Curve,
+    colour: str,
+    x_span: tuple[float, float],
+    label: str | None = None,
+    hollow: dict[int, str] | None = None,
+) -> list:
     """Mean line plus min-max band; zero-shot (N = 0) as a horizontal line (and band) across
-    ``x_span``. The legend text is ``label``, by default the curve's method in words."""
+    ``x_span``. The legend text is ``label``, by default the curve's method in words. Points
+    in ``hollow`` (N -> why, :func:`hollow_points`) get open markers (facecolor none): their
+    value may still move. Returns the hollow-marker artists (empty when there are none)."""
     label = label or method_label(curve.key, first_row(curve))
     if curve.key.method == "zero-shot":
         errs = [e for es in curve.errors.values() for e in es]
         ax.hlines(float(np.mean(errs)), *x_span, colors=colour, linestyles=":", label=label)
         if len(errs) > 1:
             ax.fill_between(x_span, min(errs), max(errs), color=colour, alpha=0.1, linewidth=0)
-        return
+        return []
     n, mean = curve.sizes(), curve.mean()
     lo, hi = curve.spread()
-    ax.plot(n, mean, STYLE[curve.key.method], color=colour, marker="o", ms=3, label=label)
+    is_open = np.array([int(x) in (hollow or {}) for x in n], dtype=bool)
+    filled = [int(i) for i in np.flatnonzero(~is_open)]
+    ax.plot(n, mean, STYLE[curve.key.method], color=colour, lw=MEAN_LW, marker="o",
+            ms=MARKER_MS, markevery=filled, label=label)  # fmt: skip
     ax.fill_between(n, lo, hi, color=colour, alpha=0.15, linewidth=0)
+    if not is_open.any():
+        return []
+    # hollow: a white-filled marker would hide the line and band behind it
+    marks = ax.plot(n[is_open], mean[is_open], "o", ms=MARKER_MS, mfc="none", mec=colour,
+                    mew=1.5, label="_hollow", gid="hollow")  # fmt: skip
+    return marks
+
+
+def _draw_fit(ax, curve: Curve, colour: str, fit: PowerLawFit | None) -> list:
+    """The fitted law err = a N^-b + c of ``curve`` as a thin line in the curve's colour over
+    the N range of its runs (nothing for a fit that failed or a curve of one size); returns
+    the line in a list."""
+    sizes = curve.sizes()
+    if fit is None or sizes.size < 2 or not np.isfinite([fit.a, fit.b, fit.c]).all():
+        return []
+    n = np.geomspace(sizes[0], sizes[-1], 64)
+    return ax.plot(n, fit.predict(n), "-", color=colour, lw=FIT_LW, label="_fit", gid="fit")
 
 
 def _sizes(curves: Iterable[Curve]) -> list[int]:
@@ -90,35 +130,78 @@ def _sizes(curves: Iterable[Curve]) -> list[int]:
     return sorted({n for c in curves for n in c.errors if n > 0}) or [1, 2]
 
 
-def _error_vs_n_axes(ax, sizes: list[int], title: str) -> None:
-    """Log-log axes with N ticked at the sizes run and plain error labels."""
+def _error_vs_n_panel(ax, title: str) -> None:
+    """Log-log axes, labels and title of one error-vs-N panel (ticks come after drawing)."""
     ax.set(xscale="log", yscale="log", xlabel="downstream training examples N")
-    ax.set_ylabel("test rel. L2")
-    ax.set_title(title, fontsize=9)
+    if first_column(ax):  # the y axis is shared along a row: one label says it
+        ax.set_ylabel("test rel. L2")
+    ax.set_title(title)
+    style_axes(ax)
+
+
+def _error_vs_n_ticks(ax, sizes: list[int]) -> None:
+    """N ticked at the sizes run and plain error labels; once, on the shared axes, after all
+    panels are drawn so the limits hold every panel's data."""
     count_axis(ax.xaxis, sizes)
     plain_log_axis(ax, "y")
-    ax.tick_params(labelsize=7)
 
 
-def _error_vs_n_figure(tasks: dict[str, list[Curve]]) -> Figure:
+def _curve_fits(
+    curves: Iterable[Curve], fits: dict[CurveKey, PowerLawFit] | None
+) -> dict[CurveKey, PowerLawFit]:
+    """The fitted law of each scratch / fine-tune curve: from ``fits`` when given (the
+    report's own fits table), else fitted here."""
+    if fits is not None:
+        return fits
+    return {c.key: fit_power_law(*c.points()) for c in curves if c.key.method != "zero-shot"}
+
+
+def _error_vs_n_figure(
+    tasks: dict[str, list[Curve]],
+    fits: dict[CurveKey, PowerLawFit] | None = None,
+    unsettled: set[tuple] | None = None,
+) -> Figure:
     """The Figure of :func:`error_vs_n`."""
     labels = curve_labels(all_curves(tasks))
     colours = label_colours(list(labels.values()))
     titles = task_titles(tasks)
-    fig, axes = panel_grid(len(tasks))
+    laws = _curve_fits(all_curves(tasks), fits)
+    sizes = _sizes(all_curves(tasks))
+    span = (min(sizes), max(sizes))
+    fig, axes = panel_grid(len(tasks), sharex=True, sharey=True)
+    kinds, drawn_fit = set(), False
     for ax, (task, curves) in zip(axes, tasks.items(), strict=True):
-        sizes = _sizes(curves)
         for c in curves:
-            _draw_curve(ax, c, colours[labels[c.key]], (min(sizes), max(sizes)), labels[c.key])
-        _error_vs_n_axes(ax, sizes, titles[task])
-    figure_legend(fig, axes, seeds_note(all_curves(tasks)))
+            colour, hollow = colours[labels[c.key]], hollow_points(c, unsettled)
+            _draw_curve(ax, c, colour, span, labels[c.key], hollow)
+            drawn_fit |= bool(_draw_fit(ax, c, colour, laws.get(c.key)))
+            kinds |= set(hollow.values())
+        _error_vs_n_panel(ax, titles[task])
+    _error_vs_n_ticks(axes[0], sizes)
+    extra = {**(fit_legend() if drawn_fit else {}), **hollow_legend(kinds)}
+    figure_legend(fig, axes, seeds_note(all_curves(tasks)), extra=extra)
     return fig
 
 
-def error_vs_n(tasks: dict[str, list[Curve]], path: Path) -> Path:
+def error_vs_n(
+    tasks: dict[str, list[Curve]],
+    path: Path,
+    fits: dict[CurveKey, PowerLawFit] | None = None,
+    unsettled: set[tuple] | None = None,
+) -> Path:
     """Figure 1: test rel L2 vs downstream examples N (log-log), one panel per task (curves
-    grouped by task name, as ``table.by_task`` gives). Caption: :func:`error_vs_n_caption`."""
-    return save_figure(_error_vs_n_figure(tasks), path)
+    grouped by task name, as ``table.by_task`` gives), panels on shared axes. Caption:
+    :func:`error_vs_n_caption`.
+
+    Drawn per curve: the mean over seeds (markers at the sizes run) with its min-max band,
+    zero-shot as a horizontal line, and the fitted law err = a N^-b + c as a thin line in the
+    curve's colour over the N range of its runs (``fits``: curve key -> fit, as the report's
+    fits table has them; None fits each curve here). A point is drawn hollow (facecolor none)
+    when a run at that N has ``converged`` False ("budget-limited (still improving)" in the
+    legend), or when ``(curve key, N)`` is in ``unsettled`` ("unsettled": e.g. a savings
+    check found the point could still move); ``unsettled`` is a set of ``(CurveKey, int)``.
+    """
+    return save_figure(_error_vs_n_figure(tasks, fits, unsettled), path)
 
 
 def _comparison_title(comp: Comparison) -> str:
@@ -137,24 +220,26 @@ def _comparison_title(comp: Comparison) -> str:
 def _mixed_figure(comparisons: list[Comparison]) -> Figure:
     """The Figure of :func:`mixed_figure`."""
     colours = label_colours(list(ROLES))
-    fig, axes = panel_grid(len(comparisons))
+    every = [c for comp in comparisons for _, c in comp.curves()]
+    sizes = _sizes(every)
+    fig, axes = panel_grid(len(comparisons), sharex=True, sharey=True)
+    kinds = set()
     for ax, comp in zip(axes, comparisons, strict=True):
-        curves = comp.curves()
-        sizes = _sizes(c for _, c in curves)
-        for role, c in curves:
+        for role, c in comp.curves():
             colour = colours[role.removeprefix("zs_")]  # zero-shot in its model's colour
-            _draw_curve(ax, c, colour, (min(sizes), max(sizes)), label=ROLES[role])
-        _error_vs_n_axes(ax, sizes, _comparison_title(comp))
-        ax.title.set_fontsize(8)
-    curves = [c for comp in comparisons for _, c in comp.curves()]
-    figure_legend(fig, axes, seeds_note(curves))
+            hollow = hollow_points(c)
+            _draw_curve(ax, c, colour, (min(sizes), max(sizes)), ROLES[role], hollow)
+            kinds |= set(hollow.values())
+        _error_vs_n_panel(ax, _comparison_title(comp))
+    _error_vs_n_ticks(axes[0], sizes)
+    figure_legend(fig, axes, seeds_note(every), extra=hollow_legend(kinds))
     return fig
 
 
 def mixed_figure(comparisons: list[Comparison], path: Path) -> Path:
     """Mixed vs single-family pre-training: test rel L2 vs N (log-log), one panel per
-    comparison (task); one colour per role, shared by its fine-tune line and zero-shot line.
-    Caption: :func:`mixed_caption`."""
+    comparison (task) on shared axes; one colour per role, shared by its fine-tune line and
+    zero-shot line; points with a budget-limited run hollow. Caption: :func:`mixed_caption`."""
     return save_figure(_mixed_figure(comparisons), path)
 
 
@@ -167,23 +252,26 @@ def _savings_figure(savings: list[tuple[Curve, Curve, list[dict]]]) -> Figure:
         tasks[ft.key.task].append((labels[ft.key], res))
     titles = task_titles({t: [ft for ft, _, _ in savings if ft.key.task == t] for t in tasks})
     colours = label_colours(list(labels.values()))
-    fig, axes = panel_grid(len(tasks))
+    fig, axes = panel_grid(len(tasks), sharex=True, sharey=True)
     for ax, (task, items) in zip(axes, sorted(tasks.items()), strict=True):
         for label, res in items:
             _draw_savings(ax, res, colours[label], label)
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="target test rel. L2")
-        ax.set_title(titles[task], fontsize=9)
-        ax.set_ylabel("savings: N scratch / N fine-tuned")
-        plain_log_axis(ax, "x")
-        plain_log_axis(ax, "y")
-        ax.tick_params(labelsize=7)
+        ax.set_title(titles[task])
+        if first_column(ax):
+            ax.set_ylabel("savings: N scratch / N fine-tuned")
+        style_axes(ax)
+    # shared axes: ticks once, after every panel has its data
+    plain_log_axis(axes[0], "x")
+    plain_log_axis(axes[0], "y")
     figure_legend(fig, axes, "dots: exact; triangles up / down: lower / upper bounds")
     return fig
 
 
 def savings_figure(savings: list[tuple[Curve, Curve, list[dict]]], path: Path) -> Path:
-    """Figure 2: savings factor vs target error per task; bounds as triangles (^ '>', v '<')."""
+    """Figure 2: savings factor vs target error per task (panels on shared axes); bounds as
+    triangles (^ '>', v '<')."""
     return save_figure(_savings_figure(savings), path)
 
 
@@ -191,19 +279,21 @@ def _draw_savings(ax, res: list[dict], colour: str, label: str) -> None:
     """Exact savings as a line with dots; one-sided bounds as triangles in the same colour."""
     exact = [(r["target"], r["savings"]) for r in res if r["relation"] == "="]
     if exact:
-        ax.plot(*zip(*exact, strict=True), "-o", color=colour, ms=4, label=label)
+        ax.plot(*zip(*exact, strict=True), "-o", color=colour, lw=MEAN_LW, ms=MARKER_MS,
+                label=label)  # fmt: skip
     for rel, marker in ((">", "^"), ("<", "v")):
         pts = [(r["target"], r["savings"]) for r in res if r["relation"] == rel]
         if pts:
             lab = None if exact else label
-            ax.plot(*zip(*pts, strict=True), marker, color=colour, ms=6, ls="none", label=lab)
+            ax.plot(*zip(*pts, strict=True), marker, color=colour, ms=MARKER_MS + 2, ls="none",
+                    label=lab)  # fmt: skip
 
 
 # -- model size ----------------------------------------------------------------------------
 def _model_size_figure(tasks: dict[str, list[Curve]]) -> Figure:
     """The Figure of :func:`model_size`."""
     panels = [(t, n) for t, cs in tasks.items() for n in sorted({n for c in cs for n in c.errors})]
-    fig, axes = panel_grid(len(panels), width=3.2, height=2.6, ncols=4)
+    fig, axes = panel_grid(len(panels), width=4.4, height=3.6, ncols=4, sharex=True, sharey=True)
     labels = curve_labels(all_curves(tasks), with_model=False)
     colours = label_colours(list(labels.values()))
     titles = task_titles(tasks)
@@ -211,18 +301,21 @@ def _model_size_figure(tasks: dict[str, list[Curve]]) -> Figure:
         _draw_size_panel(ax, tasks[task], n, labels, colours)
         ax.set(xscale="log", yscale="log", xlabel="parameters")
         size = "zero-shot (N = 0)" if n == 0 else f"N = {n}"
-        ax.set_title(f"{titles[task]}, {size}", fontsize=8)
-        params = [c.params for c in tasks[task] if n in c.errors]
-        count_axis(ax.xaxis, params, params_text)
-        plain_log_axis(ax, "y")
-        ax.tick_params(labelsize=6)
-    axes[0].set_ylabel("test rel. L2")
+        ax.set_title(f"{titles[task]}, {size}")
+        if first_column(ax):
+            ax.set_ylabel("test rel. L2")
+        style_axes(ax)
+    # shared axes: ticks once, at every model size drawn, after every panel has its data
+    params = [c.params for t, n in panels for c in tasks[t] if n in c.errors]
+    count_axis(axes[0].xaxis, params, params_text)
+    plain_log_axis(axes[0], "y")
     figure_legend(fig, axes, "mean test rel. L2 over seeds; one point per model preset")
     return fig
 
 
 def model_size(tasks: dict[str, list[Curve]], path: Path) -> Path:
-    """Figure 4: test error vs parameter count (log x), one panel per (task, N present)."""
+    """Figure 4: test error vs parameter count (log x), one panel per (task, N present), on
+    shared axes."""
     return save_figure(_model_size_figure(tasks), path)
 
 
@@ -240,7 +333,8 @@ def _draw_size_panel(
     for label, pts in lines.items():
         pts.sort()
         xy = zip(*pts, strict=True)
-        ax.plot(*xy, styles[label], marker="o", ms=3, color=colours[label], label=label)
+        ax.plot(*xy, styles[label], marker="o", ms=MARKER_MS, lw=MEAN_LW, color=colours[label],
+                label=label)  # fmt: skip
 
 
 # -- OOD shift -----------------------------------------------------------------------------
@@ -260,23 +354,25 @@ def shift_points(rows: list[ResultRow]) -> dict[str, dict[int, dict[float, list[
 def _shift_figure(points: dict) -> Figure:
     """The Figure of :func:`shift_figure`."""
     colours = size_colours(sorted({n for by_n in points.values() for n in by_n}))
-    fig, axes = panel_grid(len(points))
+    fig, axes = panel_grid(len(points), sharex=True, sharey=True)
     for ax, (panel, by_n) in zip(axes, sorted(points.items()), strict=True):
         for n, by_shift in sorted(by_n.items()):
             xs = sorted(by_shift)
             ys = [float(np.mean(by_shift[x])) for x in xs]
-            ax.plot(xs, ys, "-o", ms=3, color=colours[n], label=f"N = {n}")
+            ax.plot(xs, ys, "-o", lw=MEAN_LW, ms=MARKER_MS, color=colours[n], label=f"N = {n}")
         ax.set(yscale="log", xlabel="shift (pre-training widths)")
-        ax.set_title(f"fine-tuned: {panel}", fontsize=9)
-        ax.set_ylabel("test rel. L2 (mean over seeds)")
-        plain_log_axis(ax, "y")
-        ax.tick_params(labelsize=7)
+        ax.set_title(f"fine-tuned: {panel}")
+        if first_column(ax):
+            ax.set_ylabel("test rel. L2 (mean over seeds)")
+        style_axes(ax)
+    plain_log_axis(axes[0], "y")  # shared: once, after every panel has its data
     figure_legend(fig, axes, "downstream training examples", ncols=min(8, len(colours)))
     return fig
 
 
 def shift_figure(points: dict, path: Path) -> Path:
-    """Figure 5: mean test error vs OOD shift, one line per N, one panel per family/model/mode."""
+    """Figure 5: mean test error vs OOD shift, one line per N, one panel per family/model/mode,
+    on shared axes."""
     return save_figure(_shift_figure(points), path)
 
 
@@ -308,16 +404,19 @@ def _histograms_figure(datasets: dict[str, dict]) -> Figure:
     for ax, (family, items) in zip(axes, sorted(families.items()), strict=True):
         for i, (name, d) in enumerate(items):
             _draw_hist(ax, name, d, f"C{i % 10}")
-        ax.set_title(family_name(family), fontsize=9)
+        ax.set_title(family_name(family))
         ax.set_xlabel(f"physics parameter {items[0][1].get('parameter', '')}".strip())
         ax.set_ylabel("density (fraction per unit)")
-        ax.legend(fontsize=6)
+        style_axes(ax)
+        # below the panel: inside it the legend would cover bars; the layout makes room
+        ax.legend(fontsize=LEGEND_PT, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=1)
     return fig
 
 
 def histograms(datasets: dict[str, dict], path: Path) -> Path:
     """Figure 6: realised parameter histograms, one axis per family; pre-training solid,
-    downstream hatched, declared ranges as spans below the axis so the shift is visible.
+    downstream hatched, declared ranges as spans below the axis so the shift is visible;
+    each panel's legend below it. Families have their own parameters: no shared axes.
     Datasets without a declared range (mixtures) are left out."""
     return save_figure(_histograms_figure(datasets), path)
 

@@ -12,14 +12,20 @@ from matplotlib.figure import Figure
 
 from pdefm.errors import PdefmError
 from pdefm.report.figure_kit import (
+    LABEL_PT,
     MAX_SAMPLES,
+    TICK_PT,
+    TITLE_PT,
     curve_labels,
     figure_legend,
+    first_column,
     panel_grid,
     plain_log_axis,
     save_figure,
     size_colours,
+    style_axes,
     task_titles,
+    wrap,
 )
 from pdefm.report.table import Curve
 from pdefm.study.row import ResultRow
@@ -84,15 +90,15 @@ def _draw_histories(ax, runs: list[tuple[np.ndarray, np.ndarray]], colour, label
             steps,
             vals,
             color=colour,
-            lw=0.7 if thin else 1.5,
+            lw=0.8 if thin else 1.6,
             alpha=0.6 if thin else 1.0,
             label=lab,
         )
         best = int(np.argmin(vals))
-        ax.plot(steps[best], vals[best], "o", color=colour, ms=3)
+        ax.plot(steps[best], vals[best], "o", color=colour, ms=5)
     if shared:
         mean = np.mean([v for _, v in runs], axis=0)
-        ax.plot(runs[0][0], mean, color=colour, lw=1.8, label=label)
+        ax.plot(runs[0][0], mean, color=colour, lw=2.2, label=label)
 
 
 def validation_figure(
@@ -102,7 +108,8 @@ def validation_figure(
     panels = [(c, h) for c in _curve_list(curves) if (h := _curve_histories(c, histories))]
     if not panels:
         fig, (ax,) = panel_grid(1)
-        ax.text(0.5, 0.5, "no validation history recorded", ha="center", va="center")
+        ax.text(0.5, 0.5, "no validation history recorded", ha="center", va="center",
+                fontsize=LABEL_PT)  # fmt: skip
         ax.set_axis_off()
         return fig
     tasks: dict[str, list[Curve]] = defaultdict(list)
@@ -111,16 +118,18 @@ def validation_figure(
     names = {**task_titles(tasks), **(titles or {})}
     labels = curve_labels(c for c, _ in panels)
     colours = size_colours(sorted({n for _, h in panels for n in h}))
-    fig, axes = panel_grid(len(panels))
+    fig, axes = panel_grid(len(panels), sharex=True, sharey=True)
     for ax, (curve, by_n) in zip(axes, panels, strict=True):
         for n, runs in by_n.items():
             _draw_histories(ax, runs, colours[n], f"N = {n}")
         ax.set(xscale="log", yscale="log", xlabel="optimiser step")
-        ax.set_ylabel("validation rel. L2")
-        ax.set_title(f"{names[curve.key.task]}\n{labels[curve.key]}", fontsize=8)
-        plain_log_axis(ax, "x")
-        plain_log_axis(ax, "y")
-        ax.tick_params(labelsize=7)
+        if first_column(ax):  # shared y axis: one label per row
+            ax.set_ylabel("validation rel. L2")
+        ax.set_title(f"{names[curve.key.task]}\n{labels[curve.key]}")
+        style_axes(ax)
+    # shared axes: ticks once, after every panel has its data
+    plain_log_axis(axes[0], "x")
+    plain_log_axis(axes[0], "y")
     legend = "thin: one seed; thick: mean over seeds; dot: lowest validation error (kept)"
     figure_legend(fig, axes, legend, ncols=min(6, len(colours)))
     return fig
@@ -133,8 +142,8 @@ def validation_curves(
     titles: dict[str, str] | None = None,
 ) -> Path:
     """Validation rel. L2 against optimiser step (log-log), so a reader sees whether training
-    converged: one panel per curve (task and method) with a run history, one colour per
-    downstream size N, seeds as thin lines. Caption: :data:`VALIDATION_CAPTION`.
+    converged: one panel per curve (task and method) with a run history, all on shared axes,
+    one colour per downstream size N, seeds as thin lines. Caption: :data:`VALIDATION_CAPTION`.
 
     ``curves``: ``{CurveKey: Curve}`` (as ``table.build_curves`` gives) or a list of curves.
     ``histories``: run_id -> the selected learning rate's history, a list of dicts with
@@ -145,6 +154,10 @@ def validation_curves(
 
 
 # -- test samples ----------------------------------------------------------------------------
+#: Characters per line of a sample panel's column title (an image column is 2.5 inches).
+SAMPLE_TITLE_CHARS = 28
+
+
 def _fields(value: object, what: str) -> np.ndarray:
     """``value`` as fields (S, n, n): (n, n) is one sample; (S, C, n, n) keeps channel 0 (the
     source of an input, the only channel of a target)."""
@@ -188,7 +201,7 @@ def _image(ax, field: np.ndarray, cmap: str, vmin: float, vmax: float):
 def _colourbar(fig: Figure, im, axes) -> None:
     """A colourbar beside ``axes`` (one axis or a list sharing the scale), small labels."""
     bar = fig.colorbar(im, ax=axes, shrink=0.8)
-    bar.ax.tick_params(labelsize=6)
+    bar.ax.tick_params(labelsize=TICK_PT)
 
 
 def _rel_l2(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -228,7 +241,7 @@ def _samples_row(
             f"rel. L2 {_rel_l2(p, y):.3g}",
             transform=ax.transAxes,
             va="top",
-            fontsize=6,
+            fontsize=TICK_PT,
             bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1.5},
         )
     _colourbar(fig, im, list(axes[2 + m :]))
@@ -236,7 +249,7 @@ def _samples_row(
         titles = [f"input: {input_name} field", "true solution"]
         titles += [f"{k}: prediction" for k in preds] + [f"{k}: |error|" for k in preds]
         for ax, t in zip(axes, titles, strict=True):
-            ax.set_title(t, fontsize=7)
+            ax.set_title(wrap(t, SAMPLE_TITLE_CHARS), fontsize=LABEL_PT)
 
 
 def samples_figure(samples: dict) -> Figure:
@@ -245,14 +258,14 @@ def samples_figure(samples: dict) -> Figure:
     if not preds:
         raise PdefmError("samples hold no predictions; give at least one method's")
     s, ncols = len(truth), 2 + 2 * len(preds)
-    fig = Figure(figsize=(1.9 * ncols + 1.5, 1.9 * s + 0.6), layout="constrained")
+    fig = Figure(figsize=(2.5 * ncols + 2.0, 2.5 * s + 1.0), layout="constrained")
     axes = fig.subplots(s, ncols, squeeze=False)
     for i in range(s):
         row_preds = {k: v[i] for k, v in preds.items()}
         name = samples.get("input_name", "source")
         _samples_row(fig, axes[i], inputs[i], truth[i], row_preds, first=i == 0, input_name=name)
-        axes[i][0].set_ylabel(f"test sample {i + 1}", fontsize=7)
-    fig.suptitle(str(samples.get("title", "")), fontsize=9)
+        axes[i][0].set_ylabel(f"test sample {i + 1}", fontsize=LABEL_PT)
+    fig.suptitle(str(samples.get("title", "")), fontsize=TITLE_PT + 1)
     return fig
 
 

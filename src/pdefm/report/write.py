@@ -140,11 +140,13 @@ def _figure_or_note(blocks: list, ok: bool, draw, caption: str, note: str) -> Pa
 def _curve_sections(curves, out: Path) -> tuple[list, list]:
     """Error-vs-N figure and summary table, savings table and figure, fits table."""
     tasks, savings = by_task(curves), savings_by_curve(curves)
+    fits = fits_by_curve(curves)  # fitted once: drawn on the figure, printed in the table
+    laws = {c.key: f for c, f in fits}
     b: list = [("h2", "Test error vs downstream examples")]
     f1 = _figure_or_note(
         b,
         bool(tasks),
-        lambda: figures.error_vs_n(tasks, out / "error_vs_n.png"),
+        lambda: figures.error_vs_n(tasks, out / "error_vs_n.png", fits=laws),
         figures.error_vs_n_caption(tasks) if tasks else "",
         "No completed downstream runs yet.",
     )
@@ -162,7 +164,7 @@ def _curve_sections(curves, out: Path) -> tuple[list, list]:
     )
     b += [("h2", "Scaling-law fits"), ("p", FITS_NOTE)]
     header = ["task", "method", "model", "a", "b", "c", "interval", "floor at its bound"]
-    b.append(("table", header + ["runs / seeds"], _fits_rows(fits_by_curve(curves))))
+    b.append(("table", header + ["runs / seeds"], _fits_rows(fits)))
     b.append(("p", FLOOR_NOTE))
     return b, [f1, f2]
 
@@ -290,14 +292,15 @@ def write_report(
     histories: dict[str, list[dict]] | None = None,
     samples: dict | None = None,
 ) -> dict:
-    """Write out_dir/report.md, report.html (PNGs embedded as base64), results.csv and *.png.
+    """Write out_dir/report.md, report.html (PNGs embedded as base64), results.csv, *.png and
+    an SVG copy of each PNG (same stem) for slides.
 
     ``setup`` (``pdefm.study.results.study_setup``, plus "command": how the report was made)
     fills the setup section: provenance, datasets, budgets and learning rates per N and the
     study file as run. ``histories`` (run id -> validation history,
     ``pdefm.report.samples.read_histories``) draws the validation curves and ``samples``
     (``pdefm.report.samples.predict_samples``) the prediction panel. Returns {"markdown":
-    path, "html": path, "csv": path, "figures": [paths], "headline": str}.
+    path, "html": path, "csv": path, "figures": [PNG paths], "headline": str}.
     Only completed downstream runs enter figures and fits; every row goes to results.csv and
     the ones not completed are listed in the report. Mappings of the results columns are
     taken too: they are checked and converted (:func:`pdefm.report.table.validate_rows`).

@@ -36,6 +36,11 @@ LOSSES = ("mse", "rel_l2")
 SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
 MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate every k-th
 MAX_LR_EXTEND = 8  # rounds of learning-rate grid extension at most (each adds a training run)
+# The training protocol. 1: the learning rate with the lowest validation error is selected.
+# 2: a fine-tuning run also scores its starting weights on validation (step 0) and keeps them
+# when no rate beats them. Runs made before the version existed are protocol 1 and keep their
+# ids (the version enters a run id only when it is not 1).
+PROTOCOL = 2
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy generators both take it
 DEFAULT_LRS = (1e-3,)
 DEFAULT_EPOCHS = 100  # the budget when neither epochs nor steps is given
@@ -59,6 +64,7 @@ _INT_FIELDS = (
     "batch_size",
     "lora_rank",
     "seed",
+    "protocol",
 )
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 
@@ -155,6 +161,11 @@ class RunConfig:
         "error", "a dataset channel the checkpoint never saw: refuse (error), or give it a "
         "freshly initialised (zero) lift column and learn it (init)", "choice",
         choices=NEW_CHANNELS, study=(GRID,),
+    )  # fmt: skip
+    protocol: int = setting(
+        PROTOCOL, "training protocol: 2 scores a fine-tuning run's starting weights on "
+        "validation and keeps them when no learning rate beats them; 1 (earlier runs) does not",
+        "int", minimum=1, maximum=PROTOCOL, omit_default=True, legacy=1, metavar="V",
     )  # fmt: skip
     seed: int = setting(
         0, "initialisation and data order seed", "int", minimum=0, maximum=MAX_SEED,

@@ -23,13 +23,22 @@ from pdefm.train.adapt import configure_mode
 from pdefm.train.batches import BatchCache, SplitBatches
 from pdefm.train.checkpoint import ChannelMap, save_checkpoint
 from pdefm.train.config import FitPlan, RunConfig
+from pdefm.train.cost import training_flops
 from pdefm.train.evaluate import evaluate_model
 from pdefm.train.metrics import relative_l2
 from pdefm.train.normalise import Normaliser
 from pdefm.train.setup import build, checkpoint_card
-from pdefm.train.state import STATE, FitState, load_state, save_state
+from pdefm.train.state import (
+    STATE,
+    FitState,
+    SegmentClock,
+    converged,
+    load_state,
+    save_state,
+)
 
 DIVERGENCE_FACTOR = 1e4  # loss this many times its first value counts as divergence
+COST_FIELDS = ("wall_s", "cpu_s", "samples", "evaluated", "segments")  # of a FitState
 CHECK_EVERY_CUDA = 25  # steps between loss checks on a GPU (each one waits for the GPU)
 
 
@@ -68,6 +77,8 @@ class LrResult:
     history: list[dict]
     cmap: ChannelMap
     plan: FitPlan
+    cost: dict  # wall_s, cpu_s, samples, evaluated, segments (summed over processes), flops
+    fresh: tuple[float, float] = (0.0, 0.0)  # wall and CPU seconds this process added
 
     @property
     def completed(self) -> bool:
@@ -85,6 +96,7 @@ class LrResult:
             "converged": self.converged,
             "trainable_parameters": self.trainable_parameters,
             "trainable_names": self.trainable_names,
+            **self.cost,
         }
 
 
@@ -133,6 +145,7 @@ def train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path
     trainable = configure_mode(model, config.mode, config.lora_rank)
     t, state = _start(config, lr, model, batches, cmap, norm, lr_dir)
     card = checkpoint_card(config, train_ds, norm, base, lr, init)
+    before = (state.wall_s, state.cpu_s)
     _fit_with_progress(t, state, lr_dir, card, config.progress)
     return LrResult(
         status=state.status,
@@ -147,6 +160,18 @@ def train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path
         history=state.history,
         cmap=cmap,
         plan=t.plan,
+        cost={
+            **{k: getattr(state, k) for k in COST_FIELDS},
+            "flops": training_flops(
+                model.arch,
+                train_ds.resolution,
+                trainable,
+                t.plan.batch,
+                state.samples,
+                state.evaluated,
+            ),
+        },
+        fresh=(state.wall_s - before[0], state.cpu_s - before[1]),
     )
 
 
@@ -201,7 +226,9 @@ def _fit_with_progress(
 
 def _fit(t: _Training, state: FitState, save: _Saver, bar) -> None:
     """Epochs until the plan is done, patience runs out or the loss diverges; the best model
-    and the state are saved at each validation epoch (and the state when it diverged)."""
+    and the state (with this process's time added) are saved at each validation epoch (and
+    the state when it diverged)."""
+    clock = SegmentClock(state)
     try:
         while state.status == "running" and state.epoch < t.plan.epochs:
             if not _epoch(t, state, bar):
@@ -209,9 +236,11 @@ def _fit(t: _Training, state: FitState, save: _Saver, bar) -> None:
             if _improved(state):
                 save.best(t)
             _settle(state, t.plan.epochs, t.patience)
+            clock.update(state)
             save.state(t, state)
     except DivergedError as exc:
         state.status, state.reason = "failed", str(exc)
+        clock.update(state)
         save.state(t, state)
 
 
@@ -234,32 +263,6 @@ def _settle(state: FitState, epochs: int, patience: int | None) -> None:
         state.status = "completed"
 
 
-# Validation gain over the budget's second half that counts as still improving. Measured on
-# the demo's data, doubling a budget moved the test error by up to 1.5 times that gain (a
-# cosine schedule flattens the end of every curve), so half of a 10% tolerance is used.
-STILL_IMPROVING = 0.05
-
-
-def converged(history: list[dict], epochs: int, stopped_early: bool = False) -> bool | None:
-    """Whether training had stopped improving by the end of its budget.
-
-    If the validation error falls like a power of the steps, err(t) ~ t^(-alpha), the gain
-    over the second half of a budget, 1 - err(T) / err(T/2), is the gain that doubling the
-    budget would bring (in practice up to about 1.5 times more). So a run counts as converged
-    when its best validation error improved by less than STILL_IMPROVING over the second half
-    of its epochs:
-    min(val, epoch > E/2) >= (1 - STILL_IMPROVING) min(val, epoch <= E/2), or when patience
-    stopped it. False: still improving (the budget limited the result). None: too few
-    validations on either side of E/2 to tell."""
-    if stopped_early:
-        return True
-    early = [h["val_rel_l2"] for h in history if h["epoch"] <= epochs / 2]
-    late = [h["val_rel_l2"] for h in history if h["epoch"] > epochs / 2]
-    if not early or not late:
-        return None
-    return bool(min(late) >= (1 - STILL_IMPROVING) * min(early))
-
-
 def _epoch(t: _Training, state: FitState, bar) -> bool:
     """One pass over the training examples (``_train_pass``); validation every
     ``plan.validate_every`` epochs and at the last one. Returns whether it validated."""
@@ -268,6 +271,7 @@ def _epoch(t: _Training, state: FitState, bar) -> bool:
     if state.epoch % t.plan.validate_every and state.epoch < t.plan.epochs:
         return False
     val = evaluate_model(t.model, t.val_b)
+    state.evaluated += len(t.val_b)
     state.history.append(
         {
             "epoch": state.epoch,
@@ -302,6 +306,7 @@ def _train_pass(t: _Training, state: FitState, bar) -> list[float]:
         weight = len(share) * distributed.world_size() / len(batch)
         losses.add(_step(t.net, t.opt, x, y, t.rule, weight))
         state.step += 1
+        state.samples += len(batch)
         bar.update(1)
     losses.flush()
     return losses.values

@@ -30,13 +30,15 @@ import torch
 from pdefm.data.io import temp_path, write_json_atomic
 from pdefm.train import distributed
 from pdefm.train.batches import BatchCache
-from pdefm.train.checkpoint import CARD, load_checkpoint
-from pdefm.train.config import RunConfig
+from pdefm.train.checkpoint import CARD, load_checkpoint, save_checkpoint
+from pdefm.train.config import FitPlan, RunConfig
+from pdefm.train.cost import evaluation_flops
 from pdefm.train.evaluate import evaluate_checkpoint, evaluate_final
 from pdefm.train.fit import DivergedError, LrResult, train_one_lr
 from pdefm.train.record import RunRecord
 from pdefm.train.run_dir import RecordDraft, finished_record, run_lock
 from pdefm.train.setup import InitCheckpoint, check_fit, load_init, open_splits, resolve_device
+from pdefm.train.start import Start, score_start
 
 
 def train(config: RunConfig) -> RunRecord:
@@ -69,13 +71,13 @@ def _execute(config, splits, init, run_dir: Path, device, resolved: dict, run_id
     _configure_cuda(device, config)
     record = RecordDraft(config, resolved, run_id, device)
     record.write()
-    start = time.perf_counter()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     failure = None
     try:
         _run(config, splits, init, run_dir, device, record)
     except DivergedError as exc:
         failure = str(exc)
-    record.ended(time.perf_counter() - start, failure)
+    record.ended(time.perf_counter() - wall0, time.process_time() - cpu0, failure)
     record.write()
     return record.record()
 
@@ -95,6 +97,7 @@ def _run(
     other mode trains every learning rate and evaluates the selected model."""
     if config.mode == "zero-shot":
         final = evaluate_checkpoint(init, splits, device)
+        _count_scoring(record, init.model, splits, final.val["n"] + final.test["n"])
         record.evaluated(None, [], final, trainable=0)
     else:
         _train_and_select(config, splits, init, run_dir, device, record)
@@ -102,26 +105,67 @@ def _run(
 
 def _train_and_select(config, splits, init, run_dir: Path, device, record: RecordDraft) -> None:
     """Train the learning rates (``_search_lrs``), select the best on validation, evaluate
-    its model and publish it as ``run_dir/checkpoint``; DivergedError if every rate failed."""
+    its model and publish it as ``run_dir/checkpoint``; DivergedError if every rate failed.
+
+    Protocol 2 fine-tuning also scores the starting weights (``score_start``): when no rate's
+    best validation error is below the start's, the start is the selected model
+    (``start_kept``), as it is when every rate diverged."""
     batches = BatchCache(splits, device)
-    results = _search_lrs(config, batches, run_dir, init)
+    start = score_start(config, batches, init)
+    if start is not None:
+        _count_scoring(record, start.model, splits, len(splits["val"]))
+    results = _search_lrs(config, batches, run_dir, init, start)
     per_lr = {f"{lr:g}": r.summary_json() for lr, r in sorted(results.items())}
-    record.searched(per_lr, sorted(results))
+    record.searched(per_lr, sorted(results), None if start is None else start.val)
+    for r in results.values():
+        record.trained_here(*r.fresh)
     ok = {lr: r for lr, r in results.items() if r.completed}
+    if start is not None and start.beats(ok):
+        _keep_start(config, start, results, batches, run_dir, record)
+        return
     if not ok:
         reasons = "; ".join(f"lr {lr:g}: {r.reason}" for lr, r in results.items())
         raise DivergedError(f"every learning rate failed ({reasons})")
     best_lr = _best_lr(ok)
     best = ok[best_lr]
-    record.selected(grid_edge(best_lr, list(results)), _budget_record(config, best), best.converged)
+    edge = grid_edge(best_lr, list(results))
+    record.selected(edge, _budget_record(config, best.plan, best), best.converged)
     best_dir = run_dir / f"lr-{best_lr:g}" / "best"
     distributed.barrier()  # rank 0 may still be writing the best checkpoint every rank reads
     model, _, norm = load_checkpoint(best_dir, device)
     final = evaluate_final(model, best.cmap, norm, batches)
+    _count_scoring(record, model, splits, final.val["n"] + final.test["n"])
     record.evaluated(best_lr, best.history, final, best.trainable_parameters)
+    _publish(best_dir, run_dir, record, final, best_lr)
+
+
+def _keep_start(config, start: Start, results, batches, run_dir: Path, record) -> None:
+    """The starting weights are the run's answer: saved as ``run_dir/start`` (its card says
+    lr null), evaluated and published like a trained rate's best model."""
+    plan = config.plan(len(batches.splits["train"]))
+    record.selected(None, _budget_record(config, plan, None), None, start_kept=True)
+    start_dir = run_dir / "start"
+    if distributed.is_main():
+        save_checkpoint(start_dir, start.model, start.card)
+    distributed.barrier()
+    final = evaluate_final(start.model, start.cmap, start.norm, batches)
+    _count_scoring(record, start.model, batches.splits, final.val["n"] + final.test["n"])
+    trainable = max((r.trainable_parameters for r in results.values()), default=0)
+    record.evaluated(None, [], final, trainable)
+    _publish(start_dir, run_dir, record, final, None)
+
+
+def _count_scoring(record: RecordDraft, model, splits, examples: int) -> None:
+    """Record the forward passes of scoring ``examples`` examples outside training."""
+    n = splits["train"].resolution
+    record.scored(examples, evaluation_flops(model.arch, n, examples))
+
+
+def _publish(best_dir: Path, run_dir: Path, record: RecordDraft, final, lr) -> None:
+    """``best_dir`` becomes ``run_dir/checkpoint``, its card holding the final metrics."""
     record.published(run_dir / "checkpoint")
     if distributed.is_main():
-        metrics = {"val": final.val, "test": final.test, "lr": best_lr}
+        metrics = {"val": final.val, "test": final.test, "lr": lr}
         _publish_checkpoint(best_dir, run_dir / "checkpoint", metrics)
 
 
@@ -130,12 +174,14 @@ LADDER = (1.0, 3.0)  # learning rates the grid grows by: 1e-4, 3e-4, 1e-3, 3e-3,
 
 
 def _search_lrs(
-    config: RunConfig, batches: BatchCache, run_dir: Path, init
+    config: RunConfig, batches: BatchCache, run_dir: Path, init, start: Start | None = None
 ) -> dict[float, LrResult]:
     """Train every rate of ``config.lrs``; then, up to ``config.lr_extend`` times, while the
     best rate (on validation) is the largest or smallest rate tried, train the next rate past
-    that edge (``next_lr``). Every decision depends only on finished runs, so a resumed run
-    makes the same ones. Returns {lr: result of ``train_one_lr``}."""
+    that edge (``next_lr``). A best rate that did not beat the starting weights (``start``,
+    protocol 2 fine-tuning) is not followed downwards: smaller rates only stay closer to the
+    start, which is already a candidate. Every decision depends only on finished runs, so a
+    resumed run makes the same ones. Returns {lr: result of ``train_one_lr``}."""
     results: dict[float, LrResult] = {}
     grid = list(config.lrs)
     for _ in range(config.lr_extend + 1):
@@ -149,10 +195,10 @@ def _search_lrs(
         edge = grid_edge(best, list(results))
         if edge is None:
             break
-        grid = [
-            next_lr(best, up) for up in ((True, False) if edge == "both" else (edge == "high",))
-        ]
-        grid = [lr for lr in grid if lr not in results]
+        ups = (True, False) if edge == "both" else (edge == "high",)
+        if start is not None and ok[best].best_val_rel_l2 >= start.val:
+            ups = tuple(up for up in ups if up)
+        grid = [lr for lr in (next_lr(best, up) for up in ups) if lr not in results]
         if not grid:
             break
     return results
@@ -184,16 +230,17 @@ def next_lr(lr: float, up: bool) -> float:
     return max(x for x in ladder if x <= lr / 1.5 * (1 + 1e-9))
 
 
-def _budget_record(config: RunConfig, best: LrResult) -> dict:
-    """The selected rate's budget: the rule, what was planned and what was run."""
+def _budget_record(config: RunConfig, plan: FitPlan, best: LrResult | None) -> dict:
+    """The selected model's budget: the rule, what was planned and what was run (nothing,
+    ``best`` None, when the starting weights were kept)."""
     rule = "steps" if config.steps is not None else "patience" if config.patience else "epochs"
     return {
         "rule": rule,
-        **best.plan.to_json(),
+        **plan.to_json(),
         "patience": config.patience,
-        "epochs_run": best.epochs,
-        "steps_run": best.steps,
-        "stopped_early": best.stopped_early,
+        "epochs_run": best.epochs if best else 0,
+        "steps_run": best.steps if best else 0,
+        "stopped_early": best.stopped_early if best else False,
     }
 
 

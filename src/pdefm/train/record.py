@@ -175,6 +175,22 @@ class RunRecord(Mapping):
         return self.data.get("converged")
 
     @property
+    def protocol(self) -> int:
+        """The training protocol version (records written before versions existed: 1)."""
+        return int(self.data.get("protocol", 1))
+
+    @property
+    def start_kept(self) -> bool | None:
+        """True when no learning rate beat the starting weights, which are the selected model
+        (protocol 2 fine-tuning); False when one did; None when the start was not scored."""
+        return self.data.get("start_kept")
+
+    @property
+    def start_val(self) -> float | None:
+        """The starting weights' validation relative L2 error (None: not scored)."""
+        return (self.data.get("start") or {}).get("val_rel_l2")
+
+    @property
     def budget(self) -> dict:
         """{rule, batch, epochs, steps, epochs_run, steps_run, stopped_early}."""
         return dict(self.data.get("budget") or {})
@@ -192,5 +208,8 @@ def _check_protocol(record: dict, path: Path, fix: str) -> None:
         raise field_error(path, "field 'lrs_tried'", "must be a list of numbers", fix)
     if record.get("lr_at_edge") not in EDGES:
         raise field_error(path, "field 'lr_at_edge'", "must be high, low, both or null", fix)
-    if record.get("converged") not in (None, True, False):
-        raise field_error(path, "field 'converged'", "must be true, false or null", fix)
+    for key in ("converged", "start_kept"):
+        if record.get(key) not in (None, True, False):
+            raise field_error(path, f"field {key!r}", "must be true, false or null", fix)
+    if record.get("protocol") is not None and not _is_number(record["protocol"]):
+        raise field_error(path, "field 'protocol'", "must be a number", fix)

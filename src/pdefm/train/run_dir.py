@@ -104,6 +104,18 @@ def finished_record(run_dir: Path) -> RunRecord | None:
     return None
 
 
+def _earlier_segments(path: Path) -> int:
+    """How many processes worked on the run before this one: those an unfinished record
+    (status running) counts, 0 when there is none."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return 0
+    if not isinstance(data, dict) or data.get("status") != "running":
+        return 0
+    return int(data.get("segments", 0)) or 1
+
+
 class RecordDraft:
     """The run record while its run goes: started (status "running"), then filled by the run's
     steps in the order the record lists them, written by rank 0 at the start and at the end.
@@ -116,6 +128,8 @@ class RecordDraft:
             "id": run_id,
             "config": resolved,
             "status": "running",
+            "segments": 0,
+            "protocol": config.protocol,
             "device": str(device),
             "world_size": distributed.world_size(),
             "compile": config.compile,
@@ -124,18 +138,54 @@ class RecordDraft:
             "out": str(self.path.parent),
             "init_path": None if config.init == "scratch" else str(Path(config.init).resolve()),
         }
+        self._segments = _earlier_segments(self.path) + 1
+        self.data["segments"] = self._segments
+        self._trained = {"wall_s": 0.0, "cpu_s": 0.0, "fresh_wall_s": 0.0, "fresh_cpu_s": 0.0}
+        self._counts = {"samples": 0, "evaluated": 0, "flops": 0}
 
-    def searched(self, per_lr: dict[str, dict], tried: list[float]) -> None:
-        """Every learning rate trained: its summary by rate, and the rates in order."""
+    def searched(
+        self, per_lr: dict[str, dict], tried: list[float], start_val: float | None = None
+    ) -> None:
+        """Every learning rate trained: its summary by rate, and the rates in order; with
+        protocol 2 fine-tuning, the starting weights' validation error (step 0)."""
         self.data["per_lr"] = per_lr
         self.data["lrs_tried"] = tried
+        for entry in per_lr.values():
+            for key in ("wall_s", "cpu_s"):
+                self._trained[key] += entry.get(key, 0.0)
+            for key in self._counts:
+                self._add(key, entry.get(key, 0))
+        if start_val is not None:
+            self.data["start"] = {"val_rel_l2": start_val}
 
-    def selected(self, edge: str | None, budget: dict, converged: bool | None) -> None:
-        """The rate chosen on validation: whether it sits at an edge of those tried, the
-        budget it ran and whether it converged."""
+    def _add(self, key: str, value: int | None) -> None:
+        """Add to a count; one uncountable part (None) makes the total unknown (None)."""
+        current = self._counts[key]
+        self._counts[key] = None if current is None or value is None else current + value
+
+    def scored(self, examples: int, flops: int | None) -> None:
+        """Examples scored outside training (the start, the final evaluation) and their
+        operations."""
+        self._add("evaluated", examples)
+        self._add("flops", flops)
+
+    def trained_here(self, wall_s: float, cpu_s: float) -> None:
+        """The training seconds this process added (the rest of its time is set-up and
+        evaluation, counted once, by ``ended``)."""
+        self._trained["fresh_wall_s"] += wall_s
+        self._trained["fresh_cpu_s"] += cpu_s
+
+    def selected(
+        self, edge: str | None, budget: dict, converged: bool | None, start_kept: bool = False
+    ) -> None:
+        """The model chosen on validation: whether its rate sits at an edge of those tried,
+        the budget it ran and whether it converged; ``start_kept``: no rate beat the starting
+        weights, which are the answer (edge and convergence are then null)."""
         self.data["lr_at_edge"] = edge
         self.data["budget"] = budget
         self.data["converged"] = converged
+        if "start" in self.data:
+            self.data["start_kept"] = start_kept
 
     def evaluated(self, lr: float | None, history: list[dict], final, trainable: int) -> None:
         """The selected model's final metrics (``final``, an ``Evaluation``), with its rate,
@@ -150,13 +200,29 @@ class RecordDraft:
     def published(self, checkpoint: Path) -> None:
         self.data["checkpoint"] = str(checkpoint)
 
-    def ended(self, wall_time_s: float, failure: str | None = None) -> None:
-        """Completed, or failed with ``failure`` as the reason."""
+    def ended(self, wall_s: float, cpu_s: float, failure: str | None = None) -> None:
+        """Completed, or failed with ``failure`` as the reason. ``wall_s`` and ``cpu_s`` are
+        this process's; the record's ``compute`` sums every process that worked on the run:
+        the training time of every rate (saved with its state, so resumes add up) plus this
+        process's set-up and evaluation (an interrupted process's set-up is not counted).
+        ``wall_time_s`` is that total wall time (records of pdefm before compute was
+        recorded hold the last process's time only)."""
         if failure is None:
             self.data["status"] = "completed"
         else:
             self.data.update(status="failed", reason=failure)
-        self.data["wall_time_s"] = round(wall_time_s, 3)
+        t = self._trained
+        total_wall = t["wall_s"] + max(0.0, wall_s - t["fresh_wall_s"])
+        total_cpu = t["cpu_s"] + max(0.0, cpu_s - t["fresh_cpu_s"])
+        self.data["wall_time_s"] = round(total_wall, 3)
+        self.data["compute"] = {
+            "wall_s": round(total_wall, 3),
+            "cpu_s": round(total_cpu, 3),
+            "segments": self._segments,
+            "threads": torch.get_num_threads(),
+            "device": self.data["device"],
+            **self._counts,
+        }
 
     def write(self) -> None:
         """Write the record (rank 0 only: the other ranks hold the same one)."""

@@ -36,7 +36,9 @@ class Setting:
     kind: "int", "float", "choice", "bool" or "text". ``minimum`` / ``maximum`` bound numbers
     (``positive``: strictly above 0). ``in_id``: part of the run id. ``omit_default``: left out
     of the run id at its default, for settings added after run ids were first published (a run
-    configured as before keeps its id). ``study``: where a study file may set it. ``flag``:
+    configured as before keeps its id); with ``legacy`` it is left out at that value instead
+    (a setting whose default moved on, as the protocol version: old runs keep their ids, new
+    runs at the new default get new ones). ``study``: where a study file may set it. ``flag``:
     the CLI flag ("" derives ``--name-with-dashes``; None: not a flag of its own)."""
 
     help: str
@@ -50,6 +52,12 @@ class Setting:
     study: tuple[str, ...] = ()
     flag: str | None = ""
     metavar: str | None = None
+    legacy: Any = None
+
+    def id_omitted(self, default: Any) -> Any:
+        """The value left out of the run id: ``legacy`` when set (the value every run had
+        before the setting existed, which need not be today's default), else the default."""
+        return default if self.legacy is None else self.legacy
 
     def flag_name(self, name: str) -> str:
         return self.flag or "--" + name.replace("_", "-")
@@ -82,9 +90,11 @@ def id_exclusions(cls: type) -> tuple[str, ...]:
 
 
 def id_defaults(cls: type) -> dict[str, Any]:
-    """Settings left out of the run id at their default: name -> default."""
+    """Settings left out of the run id at their default (or legacy value): name -> value."""
     return {
-        name: f.default for name, (f, s) in settings_of(cls).items() if s.omit_default and s.in_id
+        name: s.id_omitted(f.default)
+        for name, (f, s) in settings_of(cls).items()
+        if s.omit_default and s.in_id
     }
 
 
