@@ -14,7 +14,14 @@ import pytest
 from pdefm.errors import PdefmError
 from pdefm.report.table import validate_rows
 from pdefm.study.results import read_csv, write_csv
-from pdefm.study.row import COLUMNS, PROTOCOL_COLUMNS, ResultRow, read_rows, write_rows
+from pdefm.study.row import (
+    COLUMNS,
+    LATER_COLUMNS,
+    PROTOCOL_COLUMNS,
+    ResultRow,
+    read_rows,
+    write_rows,
+)
 
 RESULTS = Path(__file__).parents[1] / "results"
 
@@ -29,10 +36,16 @@ def cells(**kw) -> dict:
         epochs=200, steps=800, batch_size=8, budget_rule="epochs", converged=True,
         budget_factor=1, val_rel_l2=0.0512, test_rel_l2=0.0498, test_mse=1.2e-6,
         test_residual=0.31, pretrain_low=1.0, pretrain_high=5.0, wall_time_s=12.5,
-        shared_range=False,
+        shared_range=False, pretrain_seed=0, protocol=2, loss="rel_l2", start_kept=False,
+        val_by_lr="start:0.061 0.001:0.0533 0.003:0.0512 0.01:0.0544", test_per_output=None,
+        flops=1.5e12, core_s=40.5, device="cpu", check_of=None,
     )  # fmt: skip
     base.update(kw)
     return base
+
+
+#: the columns added with protocol 2 (pretrain_seed and after), unknown in older tables
+UNKNOWN_LATER = {c: None for c in LATER_COLUMNS[1:]}
 
 
 def odd_rows() -> list[ResultRow]:
@@ -46,10 +59,12 @@ def odd_rows() -> list[ResultRow]:
                                   test_residual=math.nan, wall_time_s=None)),  # fmt: skip
         ResultRow.from_json(cells(run_id="s1", method="scratch", init="scratch", init_family="none",
                                   pretrain_low=None, pretrain_high=None, converged=False,
-                                  lr_at_edge="high", budget_factor=2)),  # fmt: skip
+                                  lr_at_edge="high", budget_factor=2,
+                                  pretrain_seed=None)),  # fmt: skip
         ResultRow.from_json(cells(run_id="p1", kind="pretrain", method="pretrain",
                                   init="scratch", init_family="none", n_train=None,
-                                  pretrain_low=None, pretrain_high=None)),  # fmt: skip
+                                  pretrain_low=None, pretrain_high=None,
+                                  pretrain_seed=1)),  # fmt: skip
         ResultRow.from_json(cells(run_id="mix", task=None, family=None, parameter="",
                                   init_family=None, model=None, task_low=None, task_high=None)),
     ]  # fmt: skip
@@ -163,7 +178,7 @@ def test_report_entry_points_still_take_dict_rows(tmp_path):
 
 
 def test_shared_range_column_is_written_only_when_known():
-    row = ResultRow.from_json(cells(shared_range=None))
+    row = ResultRow.from_json(cells(**{**UNKNOWN_LATER, "shared_range": None}))
     assert row.shared_range is None
     plain = io.StringIO()
     write_rows([row], plain)  # unknown everywhere: left out, as in tables written before it
@@ -185,3 +200,34 @@ def test_datasets_sharing_family_and_range_are_found():
         "pois": {"family": "poisson", "low": 1.0, "high": 10.0},
     }
     assert _shared_ranges(datasets) == {"per", "dir"}
+
+
+def test_pretrain_seed_column_is_written_only_when_known():
+    row = ResultRow.from_json(cells(**UNKNOWN_LATER))
+    plain = io.StringIO()
+    write_rows([row], plain)  # unknown everywhere: left out, as in tables written before it
+    assert "pretrain_seed" not in plain.getvalue().splitlines()[0]
+    known = io.StringIO()
+    scratch = replace(row, method="scratch", init="scratch", pretrain_seed=None)
+    write_rows([replace(row, pretrain_seed=2), scratch], known)
+    assert known.getvalue().splitlines()[0].endswith(",shared_range,pretrain_seed")
+    back = read_rows(io.StringIO(known.getvalue()), "t.csv")
+    assert back[0].pretrain_seed == 2 and type(back[0].pretrain_seed) is int
+    assert back[1].pretrain_seed is None
+    with pytest.raises(PdefmError, match="column 'pretrain_seed' must be a whole number"):
+        ResultRow.from_json(cells(pretrain_seed="0"))
+
+
+def test_a_table_without_pretrain_seed_writes_back_unchanged(tmp_path):
+    # written just before the column existed: every column up to shared_range
+    row = ResultRow.from_json(cells(**UNKNOWN_LATER))
+    old = io.StringIO()
+    before = COLUMNS[: COLUMNS.index("shared_range") + 1]
+    writer = csv.DictWriter(old, fieldnames=before, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerow(row.to_json())
+    (back,) = read_rows(io.StringIO(old.getvalue()), "old.csv")
+    assert back == row and back.pretrain_seed is None
+    again = io.StringIO()
+    write_rows([back], again)
+    assert again.getvalue() == old.getvalue()

@@ -284,3 +284,136 @@ def test_padding_is_a_study_setting(tmp_path):
         PdefmError, match=r"bad.yaml:\d+: downstream.padding must be auto or a fraction"
     ):
         load_study(write(tmp_path, bad, "bad.yaml"))
+
+
+# Ids of TINY's runs computed before stages took `seeds` (pdefm at ddecb6b): a stage of one
+# seed must keep them, or every finished study would run again.
+TINY_IDS = {
+    "pretrain": "56e2b8fdf18e217b",
+    ("scratch", "full", 8, 1): "04852cfaa473fed5",
+    ("finetune", "full", 4, 0): "cde4efbec05e0b7f",
+    ("finetune", "head", 16, 1): "d0f72c0bb0986a77",
+    ("zero-shot", "zero-shot", 0, 0): "4b68443de5b1118f",
+}
+# the ids above were computed before protocol versions: TINY as a protocol-1 study keeps them
+TINY_V1 = TINY.replace("name: tiny\n", "name: tiny\nprotocol: 1\n")
+SEED3_IDS = {  # the stage with the setting seed: 3
+    "pretrain": "8deec69bfacf52ff",
+    ("finetune", "full", 4, 0): "1a19e3c501cfed26",
+    ("zero-shot", "zero-shot", 0, 3): "695268f8a6875447",
+}
+
+
+def _ids(study) -> dict:
+    """TINY_IDS-style keys -> run id (a stage's runs by seed: ("pretrain", seed))."""
+    out = {}
+    for r in study.runs:
+        if r.kind == "pretrain":
+            out[("pretrain", r.labels["seed"])] = r.id
+        elif r.kind == "downstream":
+            lab = r.labels
+            out[(lab["method"], lab["mode"], lab["n_train"], lab["seed"])] = r.id
+    return out
+
+
+def _stage(text: str, fields: str) -> str:
+    """TINY with the stage p's fields after its lrs."""
+    return text.replace("lrs: [3e-3]}", f"lrs: [3e-3], {fields}}}")
+
+
+@pytest.mark.parametrize("fields", ["", "seeds: [0]"])
+def test_a_one_seed_stage_keeps_the_run_ids_of_before(tmp_path, fields):
+    study = load_study(write(tmp_path, _stage(TINY_V1, fields) if fields else TINY_V1))
+    ids = _ids(study)
+    assert ids.pop(("pretrain", 0)) == TINY_IDS["pretrain"]
+    assert {k: ids[k] for k in TINY_IDS if k != "pretrain"} == {
+        k: v for k, v in TINY_IDS.items() if k != "pretrain"
+    }
+    plain = load_study(write(tmp_path, TINY_V1, "plain.yaml"))
+    assert [r.id for r in study.runs] == [r.id for r in plain.runs]
+
+
+@pytest.mark.parametrize("fields", ["seed: 3", "seeds: [3]"])
+def test_a_seed_setting_and_one_listed_seed_keep_the_ids_of_before(tmp_path, fields):
+    text = TINY_V1.replace("epochs: 3, lrs", f"epochs: 3, {fields}, lrs")
+    ids = _ids(load_study(write(tmp_path, text)))
+    assert ids[("pretrain", 3)] == SEED3_IDS["pretrain"]
+    assert ids[("finetune", "full", 4, 0)] == SEED3_IDS[("finetune", "full", 4, 0)]
+    assert ids[("zero-shot", "zero-shot", 0, 3)] == SEED3_IDS[("zero-shot", "zero-shot", 0, 3)]
+
+
+def test_sampled_pretraining_expands_one_run_per_seed(tmp_path):
+    text = _stage(TINY_V1, "seeds: [0, 7]").replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
+    study = load_study(write(tmp_path, text))
+    stages = {r.labels["seed"]: r for r in study.runs if r.kind == "pretrain"}
+    assert list(stages) == [0, 7] and stages[0].id == TINY_IDS["pretrain"]
+    assert "seed" not in stages[0].config and stages[7].config["seed"] == 7
+    for r in study.runs:
+        lab = r.labels
+        if r.kind != "downstream" or lab["method"] == "scratch":
+            assert r.kind != "downstream" or "pretrain_seed" not in lab
+            continue
+        # downstream seed s starts from P[s mod 2]; zero-shot evaluates each seed's model
+        want = lab["seed"] if lab["method"] == "zero-shot" else [0, 7][lab["seed"] % 2]
+        assert lab["pretrain_seed"] == want
+        assert stages[want].id in r.depends
+        assert r.config["init"] == f"runs/{stages[want].id}/checkpoint"
+    ids = _ids(study)
+    assert ids[("finetune", "full", 4, 0)] == TINY_IDS[("finetune", "full", 4, 0)]
+    assert ids[("zero-shot", "zero-shot", 0, 0)] == TINY_IDS[("zero-shot", "zero-shot", 0, 0)]
+    assert ("zero-shot", "zero-shot", 0, 7) in ids
+    # 3 sizes x 3 seeds x (1 scratch + 2 modes) + 2 zero-shot; plan and estimate count each
+    kinds = [r.kind for r in study.runs]
+    assert kinds.count("pretrain") == 2 and kinds.count("downstream") == 3 * 3 * 3 + 2
+    from pdefm.study.estimate import plan_work
+    from pdefm.study.runner import plan_lines
+
+    assert sum(w.run.kind == "pretrain" for w in plan_work(study)) == 2
+    assert plan_lines(study, tmp_path / "none")[-1].startswith(f"{len(study.runs)} runs: ")
+
+
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        ("seeds: []", "pretrain.p.seeds is empty"),
+        ("seeds: [0, 1, 0]", "pretrain.p.seeds lists 0 twice"),
+        ("seeds: [-1]", "pretrain.p.seeds must be >= 0, got -1"),
+        ("seeds: [1.0]", "pretrain.p.seeds must be a whole number, got 1.0"),
+        ("seeds: [true]", "pretrain.p.seeds must be a whole number, got True"),
+        ("seeds: 2", r"pretrain.p.seeds must be a list of pre-training seeds, e.g. \[0, 1, 2\]"),
+        ("seed: 1, seeds: [0, 1]", "pretrain.p has both seed and seeds; keep seeds"),
+    ],
+)
+def test_bad_stage_seeds_are_one_line_with_their_line(tmp_path, fields, match):
+    path = write(tmp_path, _stage(TINY, fields))
+    with pytest.raises(PdefmError, match=match) as info:
+        load_study(path)
+    assert str(info.value).startswith(f"{path}:8: ") and "\n" not in str(info.value)
+
+
+def test_results_and_stage_checkpoint_name_the_pretraining_seed(tmp_path):
+    import pdefm
+    from pdefm.study.runner import write_plan
+
+    text = _stage(TINY, "seeds: [4, 2]").replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
+    study = load_study(write(tmp_path, text))
+    root = tmp_path / "tiny"
+    root.mkdir()
+    write_plan(study, root)  # nothing run: every row is "todo"
+    rows = load_results(root)
+    seeds = {(r.method, r.seed, r.pretrain_seed) for r in rows if r.mode in ("full", "zero-shot")}
+    assert {(m, s, p) for m, s, p in seeds if m == "pretrain"} == {("pretrain", 4, 4),
+                                                                   ("pretrain", 2, 2)}  # fmt: skip
+    assert {(s, p) for m, s, p in seeds if m == "finetune"} == {(0, 4), (1, 2), (2, 4)}
+    assert {(s, p) for m, s, p in seeds if m == "zero-shot"} == {(4, 4), (2, 2)}
+    assert {p for m, _, p in seeds if m == "scratch"} == {None}
+    stage = {r.labels["seed"]: r.id for r in study.runs if r.kind == "pretrain"}
+    for run_id in stage.values():  # a finished checkpoint is its card
+        (root / "runs" / run_id / "checkpoint").mkdir(parents=True)
+        (root / "runs" / run_id / "checkpoint" / "card.json").write_text("{}")
+    assert pdefm.stage_checkpoint(root, "p") == root / "runs" / stage[4] / "checkpoint"
+    assert pdefm.stage_checkpoint(root, "p", seed=2) == root / "runs" / stage[2] / "checkpoint"
+    with pytest.raises(PdefmError, match=r"^stage 'p' has no pre-training seed 3 \(seeds: 4, 2\)$"):
+        pdefm.stage_checkpoint(root, "p", seed=3)
+    with pytest.raises(PdefmError, match="seed .* must be a whole number, got True"):
+        pdefm.stage_checkpoint(root, "p", seed=True)

@@ -305,27 +305,42 @@ def finetune(
     return train(config)
 
 
-def stage_checkpoint(study_dir: str | os.PathLike, stage: str) -> Path:
+def stage_checkpoint(study_dir: str | os.PathLike, stage: str, seed: int | None = None) -> Path:
     """The checkpoint of pre-training stage ``stage`` of the study run in ``study_dir`` (e.g.
-    ``stage_checkpoint("pdefm-demo", "poisson_1-5")``)."""
+    ``stage_checkpoint("pdefm-demo", "poisson_1-5")``). A stage with several ``seeds`` has one
+    per seed: ``seed`` picks one, by default the first listed (the one downstream seed 0
+    fine-tunes)."""
     root = _path(study_dir, "study_dir")
     if not isinstance(stage, str):
         raise PdefmError(f"stage must be a stage name, got {stage!r}")
+    if seed is not None:
+        check_int(seed, "seed (a pre-training seed of the stage)", minimum=0)
     stages = _pretrain_stages(root / "plan.json", root)
     if stage not in stages:
         raise PdefmError(f"no pre-training stage {stage!r} in {root} ({', '.join(stages)})")
-    path = contained_path(root / "runs", stages[stage], "plan.json run id") / "checkpoint"
+    seeds = stages[stage]
+    if seed is not None and seed not in seeds:
+        listed = ", ".join(str(s) for s in seeds)
+        raise PdefmError(f"stage {stage!r} has no pre-training seed {seed} (seeds: {listed})")
+    run_id = next(iter(seeds.values())) if seed is None else seeds[seed]
+    path = contained_path(root / "runs", run_id, "plan.json run id") / "checkpoint"
     if not ((path / CARD).is_file() or (path / CONFIG).is_file()):
         raise PdefmError(f"stage {stage!r} has not finished; run `pdefm study run` on it")
     return path
 
 
-def _pretrain_stages(plan_path: Path, root: Path) -> dict[str, str]:
-    """Stage name -> run id from a study's plan.json (one line if absent or damaged)."""
+def _pretrain_stages(plan_path: Path, root: Path) -> dict[str, dict[int, str]]:
+    """Stage name -> {seed: run id}, seeds in plan order (the stage's order), from a study's
+    plan.json (one line if absent or damaged); plans older than the seed label: seed 0."""
     if not plan_path.is_file():
         raise PdefmError(f"{root} is not a study directory (no plan.json); run it first")
     try:
         runs = json.loads(plan_path.read_text())["runs"]
-        return {r["labels"]["stage"]: str(r["id"]) for r in runs if r["kind"] == "pretrain"}
+        stages: dict[str, dict[int, str]] = {}
+        for r in runs:
+            if r["kind"] == "pretrain":
+                labels = r["labels"]
+                stages.setdefault(labels["stage"], {})[labels.get("seed", 0)] = str(r["id"])
+        return stages
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise PdefmError(f"{plan_path} is damaged; rerun `pdefm study run` to rewrite it") from None

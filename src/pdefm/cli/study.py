@@ -52,6 +52,15 @@ def add_study(sub) -> None:
         "the end, or the chosen lr at the edge of those tried) with FACTOR times the budget "
         "(default 2) and the lr grid around the chosen rate; the report uses the new results",
     )
+    run.add_argument(
+        "--check-savings",
+        action="store_true",
+        help="then rerun, with twice the budget (same rate, seeds and subsets), every run a "
+        "savings factor rests on (scratch at the target's N, fine-tuning at the sizes around "
+        "its crossing) and print each factor at both budgets with its verdict: settled (it "
+        "moved by at most 15%% or its seed interval, on the same side of 1) or budget-bound "
+        "(then reports print it as a range)",
+    )
     _add_ray_options(run)
     run.set_defaults(run=_run_study_run)
     status = verbs.add_parser(
@@ -145,6 +154,8 @@ def _run_study_plan(args: argparse.Namespace) -> int:
     root = study_dir_for(study, args.out)
     check_study_dir(root, study)  # the folder `study run` would refuse; plan writes nothing
     print(f"study {study.name} -> {root}")
+    for warning in study.warnings:
+        print(f"warning: {warning}")
     print("\n".join(plan_lines(study, root)))
     works = plan_work(study)
     seconds = None
@@ -170,10 +181,29 @@ def _run_study_run(args: argparse.Namespace) -> int:
         executor=executor,
         progress=not args.quiet,
         refine=args.refine,
+        check_savings=_savings_runs() if args.check_savings else None,
         command=args.command_line,
     )
+    if args.check_savings:
+        _print_verdicts(root)
     print(f"study done: {root}; report it with: pdefm report {root}")
     return 0
+
+
+def _savings_runs():
+    """The savings check's choice of runs (the report decides what a factor rests on)."""
+    from pdefm.report.analysis import study_runs_to_double
+
+    return study_runs_to_double
+
+
+def _print_verdicts(root) -> None:
+    """Each savings factor at the budget B and at 2B, its drift and verdict."""
+    from pdefm.report.analysis import study_verdicts
+
+    lines = study_verdicts(root)
+    print("savings check (S(B): as run; S(2B): the runs it rests on at twice the budget):")
+    print("\n".join(f"  {line}" for line in lines) or "  no savings factor to check")
 
 
 def _run_study_status(args: argparse.Namespace) -> int:

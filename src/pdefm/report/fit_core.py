@@ -56,6 +56,31 @@ def summarise(n: np.ndarray, err: np.ndarray) -> Sizes:
     return Sizes(xs, ybar, counts, float(((y - ybar[inv]) ** 2).sum()))
 
 
+@dataclass(frozen=True)
+class Groups:
+    """Runs grouped by the pre-trained model they share (its pre-training seed): the number
+    of groups G, the between-group sum of squares SS_b = sum_g n_g L_g^2 of the group means
+    L_g of the size-centred log errors log err_j - ybar_i(j), and sum_g n_g^2."""
+
+    count: int
+    between: float
+    sum_sq: float
+
+
+def group_summary(n: np.ndarray, err: np.ndarray, groups: np.ndarray) -> Groups:
+    """The ``Groups`` of runs (N_j, err_j) labelled ``groups``. Centring each run on its
+    size's mean leaves what the groups differ by, whatever the law (for a design where each
+    group has the same sizes, SS_b is exactly the part of the within-size W that a shared
+    offset per group explains)."""
+    x, y = np.log(n), np.log(err)
+    _, size_of = np.unique(x, return_inverse=True)
+    ybar = np.bincount(size_of, weights=y) / np.bincount(size_of)
+    _, group_of = np.unique(groups, return_inverse=True)
+    counts = np.bincount(group_of).astype(float)
+    level = np.bincount(group_of, weights=y - ybar[size_of]) / counts
+    return Groups(int(counts.size), float((counts * level**2).sum()), float((counts**2).sum()))
+
+
 def t_cdf_two_sided(t: float, df: int) -> float:
     """P(|T| <= t) for Student's T with integer df (closed form, Abramowitz-Stegun 26.7.3-4).
 

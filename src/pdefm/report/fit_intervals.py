@@ -4,11 +4,14 @@ confidence region (see ``pdefm.report.fits``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from pdefm.report.fit_core import (
     B_MAX,
     FINE,
+    Groups,
     Sizes,
     as_abc,
     bounds,
@@ -205,20 +208,101 @@ def profile_intervals(s: Sizes, fit: np.ndarray, thr: float) -> dict[str, tuple[
 
 
 def confidence_intervals(
-    s: Sizes, theta: np.ndarray, level: float
+    s: Sizes, theta: np.ndarray, level: float, groups: Groups | None = None
 ) -> dict[str, tuple[float, float]]:
     """``level`` profile-likelihood intervals for the reported fit ``theta`` (c >= 0): the
     least-squares fit with c free of sign sets S_min and the threshold
     thr = S_min (1 + t^2 / df); c's interval is then clipped to [0, c_max] and each interval
-    widened, if need be, to hold ``theta``."""
+    widened, if need be, to hold ``theta``.
+
+    ``groups`` (runs sharing pre-trained models, at least two): the threshold tests only the
+    scatter within groups and a and c take in the variance of the groups' shared effects
+    (see ``pdefm.report.fits``)."""
     free = polish(s, theta, *bounds(s.c_free))
-    df = s.runs - 3
-    t = t_quantile(level, df)
-    thr = float(sse(s, *free)) * (1 + t * t / df)
+    s_min = float(sse(s, *free))
+    if groups is None:
+        df = s.runs - 3
+        t = t_quantile(level, df)
+        thr = s_min * (1 + t * t / df)
+    else:
+        thr, df, t = within_threshold(s_min, s.runs, level, groups)
     ci = profile_intervals(s, free, thr)
     lo, hi = ci["c"]
     ci["c"] = (min(max(lo, 0.0), s.c_max), min(max(hi, 0.0), s.c_max))
+    if groups is not None:
+        sigma2 = max(s_min - groups.between, 0.0) / df  # the scatter within groups
+        extra = level_variance(groups, sigma2, s.runs)
+        ci = with_pretraining(ci, theta, Widening(extra, df, t, groups.count - 1, level))
     return {
         k: (min(ci[k][0], v), max(ci[k][1], v))
         for k, v in zip("abc", as_abc(theta)[0], strict=True)
     }
+
+
+def within_threshold(s_min: float, runs: int, level: float, groups: Groups):
+    """(thr, df, t) of the F test on the scatter of runs within their groups: S minus the
+    between-group SS_b, on runs - 3 - (G - 1) degrees of freedom. An offset per pre-trained
+    model is taken out as if fixed, so its spread does not count as noise (b, which a common
+    offset leaves alone, then gets the interval its runs' own noise warrants)."""
+    df = runs - 3 - (groups.count - 1)
+    t = t_quantile(level, df)
+    within = max(s_min - groups.between, 0.0)
+    return groups.between + within * (1 + t * t / df), df, t
+
+
+def level_variance(groups: Groups, sigma2: float, runs: int) -> float:
+    """Variance the shared pre-training effects add to the fitted level (log a and log c move
+    together by it): tau^2 sum_g n_g^2 / runs^2, tau^2 by moments from
+    E[SS_b] = (G - 1) sigma^2 + tau^2 (runs - sum_g n_g^2 / runs), floored at 0."""
+    spread = runs - groups.sum_sq / runs
+    if spread <= 0:
+        return 0.0
+    tau2 = max(0.0, (groups.between - (groups.count - 1) * sigma2) / spread)
+    return tau2 * groups.sum_sq / runs**2
+
+
+@dataclass(frozen=True)
+class Widening:
+    """How to widen a within-group interval by the level variance ``extra``: the interval's
+    t quantile ``t`` on ``df``, the groups' ``group_df`` (G - 1) and the ``level``."""
+
+    extra: float
+    df: int
+    t: float
+    group_df: int
+    level: float
+
+    def half(self, half: float) -> float:
+        """The half-width of an end ``half`` from the estimate once the level variance is
+        added: t on the Welch-Satterthwaite df of the sum of the two variances, the
+        within-group one read back from ``half`` (= t sqrt(v))."""
+        if self.extra <= 0 or not np.isfinite(half):
+            return half
+        v = (max(half, 0.0) / self.t) ** 2
+        total = v + self.extra
+        df = total**2 / (v**2 / self.df + self.extra**2 / self.group_df)
+        return t_quantile(self.level, max(1, int(df))) * float(np.sqrt(total))
+
+
+def with_pretraining(ci: dict, theta: np.ndarray, widen: Widening) -> dict:
+    """a's and c's intervals widened in log space by the level the pre-training effects
+    share (a common offset d in log error maps (a, b, c) to (a e^d, b, c e^d)); b's is
+    kept. A lower end of c at 0 stays there; a fit with c = 0 widens c's upper end by the
+    level's own half-width."""
+    a, _, c = as_abc(theta)[0]
+    with np.errstate(divide="ignore"):
+        lo, hi = np.log(ci["a"][0]), np.log(ci["a"][1])
+        la = float(np.log(a))
+        out = dict(ci)
+        out["a"] = (
+            float(np.exp(la - widen.half(la - lo))),
+            float(np.exp(la + widen.half(hi - la))),
+        )
+        c_lo, c_hi = ci["c"]
+        if c > 0:
+            low = c * np.exp(-widen.half(np.log(c / c_lo))) if c_lo > 0 else 0.0
+            high = c * np.exp(widen.half(np.log(c_hi / c))) if c_hi > 0 else 0.0
+        else:
+            low, high = 0.0, c_hi * np.exp(widen.half(0.0))
+    out["c"] = (float(low), float(high))
+    return out

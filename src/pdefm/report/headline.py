@@ -26,7 +26,15 @@ import numpy as np
 
 from pdefm.report.names import pretraining_title, row_task_title
 from pdefm.report.savings import AT_MOST, EXACT, monotone, n_to_reach, sig
-from pdefm.report.table import Curve, CurveKey, by_task
+from pdefm.report.savings_check import (
+    BUDGET_BOUND,
+    INCOMPLETE,
+    SETTLED,
+    Anchor,
+    SavingsCheck,
+    check_factor,
+)
+from pdefm.report.table import Curve, CurveKey, by_task, scratch_of
 from pdefm.study.row import ResultRow
 
 NO_HEADLINE = "no task has both scratch and fine-tune results yet"
@@ -42,11 +50,6 @@ class Pick:
     zero_shot: float | None
     n: int
     error: float
-
-
-def scratch_of(curves: list[Curve], model: str) -> Curve | None:
-    """The scratch curve of ``model`` among one task's curves."""
-    return next((c for c in curves if c.key.method == "scratch" and c.key.model == model), None)
 
 
 def zero_shot_of(curves: list[Curve], key: CurveKey) -> float | None:
@@ -103,10 +106,17 @@ def _pct(x: float) -> str:
     return f"{sig(100 * x)}%"
 
 
-def _scratch_part(p: Pick) -> str:
-    """How many examples scratch needed for the target, and how that N was found."""
+def _scratch_part(p: Pick, check: SavingsCheck | None = None) -> str:
+    """How many examples scratch needed for the target, and how that N was found (a
+    budget-bound saving gives the N at both budgets, never one number)."""
     n, err = p.scratch.sizes(), p.scratch.mean()
     m, found = n_to_reach(n, err, p.error)
+    if check is not None and check.verdict == BUDGET_BOUND and found == EXACT:
+        m2 = check.doubled["n_scratch"]
+        return (
+            f"training from scratch needed between {min(m, m2):.0f} and {max(m, m2):.0f} "
+            f"({m:.0f} as run, {m2:.0f} with both arms at twice the budget)"
+        )
     if found == EXACT:
         ns, es = monotone(n, err)
         j = int(np.flatnonzero(es <= p.error)[0])
@@ -165,8 +175,8 @@ def _protocol_text(p: Pick) -> str:
     return text + "."
 
 
-def sentence(p: Pick) -> str:
-    """The headline sentence of a pick."""
+def sentence(p: Pick, check: SavingsCheck | None = None) -> str:
+    """The headline sentence of a pick, with its savings check (None: not computed)."""
     ft = p.finetune
     mode = "" if ft.key.mode == "full" else f", mode {ft.key.mode}"
     zs = "" if p.zero_shot is None else f"; zero-shot it scores {_pct(p.zero_shot)}"
@@ -174,18 +184,50 @@ def sentence(p: Pick) -> str:
     return (
         f"On {row_task_title(ft.rows[0])} ({ft.key.model}, fine-tuned from {source}"
         f"{mode}): fine-tuning reached {_pct(p.error)} test error with {p.n} examples "
-        f"({_seeds_text(ft, p.n)}{zs}); {_scratch_part(p)}. {_protocol_text(p)}"
+        f"({_seeds_text(ft, p.n)}{zs}); {_scratch_part(p, check)}. {_protocol_text(p)}"
+        f"{_check_text(check)}"
     )
 
 
-def headline_from_curves(curves: dict[CurveKey, Curve]) -> str:
-    """The headline of the first task (in ``by_task`` order: family, then parameter range)
-    with something to headline; else the first task's reason why not (or NO_HEADLINE)."""
-    reasons = []
+def _check_text(check: SavingsCheck | None) -> str:
+    """What the savings check found about the headlined factor."""
+    if check is None:
+        return ""
+    if check.verdict == SETTLED:
+        s2 = check.doubled["savings"]
+        return (
+            f" Savings check: settled (at twice the budget the saving is {s2:.3g}x, "
+            f"{check.drift:+.0%})."
+        )
+    if check.verdict == BUDGET_BOUND:
+        return f" Savings check: the saving is {check.text()}, so it is not quoted as a number."
+    if check.verdict == INCOMPLETE:
+        return " Savings check incomplete: run `pdefm study run FILE --check-savings` again."
+    return " Savings check not run (`pdefm study run FILE --check-savings`): not yet settled."
+
+
+def headline_pick(curves: dict[CurveKey, Curve]) -> Pick | None:
+    """The comparison the headline states: that of the first task (``by_task`` order) with
+    something to headline; None if no task has one."""
     for group in by_task(curves).values():
         chosen = pick(group)
         if isinstance(chosen, Pick):
-            return sentence(chosen)
-        if chosen != NO_HEADLINE:
-            reasons.append(f"On {row_task_title(group[0].rows[0])}: {chosen}")
+            return chosen
+    return None
+
+
+def headline_from_curves(curves: dict[CurveKey, Curve], doubled: dict | None = None) -> str:
+    """The headline of the first task (in ``by_task`` order: family, then parameter range)
+    with something to headline, with its savings check (``doubled``: the reruns at twice
+    the budget, ``savings_check.doubled_runs``); else the first task's reason why not (or
+    NO_HEADLINE)."""
+    chosen = headline_pick(curves)
+    if chosen is not None:
+        check = check_factor(chosen.finetune, chosen.scratch, Anchor("finetune", chosen.n), doubled)
+        return sentence(chosen, check)
+    reasons = []
+    for group in by_task(curves).values():
+        why = pick(group)
+        if why != NO_HEADLINE:
+            reasons.append(f"On {row_task_title(group[0].rows[0])}: {why}")
     return reasons[0] if reasons else NO_HEADLINE

@@ -70,6 +70,12 @@ class Curve:
         s = np.array([r.seed for r in self.rows])
         return n, e, s
 
+    def pretrained(self) -> np.ndarray | None:
+        """Each run's pre-training seed (the pre-trained model it started from), in
+        ``points`` order; None when a run has none (scratch, or a table without the column)."""
+        seeds = [r.pretrain_seed for r in self.rows]
+        return None if any(p is None for p in seeds) else np.array(seeds)
+
 
 def validate_rows(rows: Sequence[ResultRow | Mapping]) -> list[ResultRow]:
     """``rows`` as :class:`ResultRow`: rows pass as they are (they were checked when made),
@@ -82,13 +88,14 @@ def validate_rows(rows: Sequence[ResultRow | Mapping]) -> list[ResultRow]:
     ]
 
 
-def _finite(x: object) -> bool:
+def finite(x: object) -> bool:
     """True for a real, finite number (None and NaN are not)."""
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def usable_rows(rows: list[ResultRow]) -> list[ResultRow]:
-    """Completed downstream runs with a finite test error, one per (curve, N, seed).
+    """Completed downstream runs with a finite test error, one per (curve, N, seed); the
+    savings check's reruns at twice the budget are left out (see ``savings_check``).
 
     When a study ran several learning rates as separate runs, the one with the lowest
     validation error is kept: the protocol selects the learning rate on validation, never on
@@ -98,7 +105,9 @@ def usable_rows(rows: list[ResultRow]) -> list[ResultRow]:
     for row in rows:
         if row.kind != "downstream" or row.status != "completed":
             continue
-        if not _finite(row.test_rel_l2):
+        if row.check_of is not None:  # a savings-check rerun: compared with, never mixed in
+            continue
+        if not finite(row.test_rel_l2):
             continue
         k = (curve_key(row), int(row.n_train), row.seed)
         old = best.get(k)
@@ -109,7 +118,7 @@ def usable_rows(rows: list[ResultRow]) -> list[ResultRow]:
 
 def _val(row: ResultRow) -> float:
     """The validation error a run is selected on; inf when it has none."""
-    return row.val_rel_l2 if _finite(row.val_rel_l2) else math.inf
+    return row.val_rel_l2 if finite(row.val_rel_l2) else math.inf
 
 
 def curve_key(row: ResultRow) -> CurveKey:
@@ -142,10 +151,15 @@ def by_task(curves: dict[CurveKey, Curve]) -> dict[str, list[Curve]]:
 def _task_order(task: str, curves: list[Curve]) -> tuple:
     row = next((r for c in curves for r in c.rows), None)
     low, high = (row.task_low, row.task_high) if row is not None else (None, None)
-    numeric = _finite(low) and _finite(high)
+    numeric = finite(low) and finite(high)
     family = row.family if row is not None else None
     return (str(family or ""), not numeric, low if numeric else 0.0,
             high if numeric else 0.0, task)  # fmt: skip
+
+
+def scratch_of(curves: list[Curve], model: str) -> Curve | None:
+    """The scratch curve of ``model`` among one task's curves."""
+    return next((c for c in curves if c.key.method == "scratch" and c.key.model == model), None)
 
 
 def summary_rows(curves: dict[CurveKey, Curve], names=None) -> list[list[str]]:

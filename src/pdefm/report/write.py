@@ -12,6 +12,8 @@ from pdefm.report.fits import FITS_NOTE, PowerLawFit
 from pdefm.report.headline import headline_from_curves, zero_shot_of
 from pdefm.report.names import method_label, row_task_title
 from pdefm.report.render import to_html, to_markdown
+from pdefm.report.savings import format_savings
+from pdefm.report.savings_check import check_savings, doubled_runs
 from pdefm.report.setup import flags_blocks, setup_blocks
 from pdefm.report.table import (
     build_curves,
@@ -32,7 +34,11 @@ SAVINGS_NOTE = (
     "fine-tuning already reaches it at its smallest N; '< x': the reverse. A note that a "
     "curve was still improving at the sizes around its crossing (budget-limited runs) means "
     "more budget would move that crossing to fewer examples: for scratch the saving would "
-    "shrink, for fine-tuning it would grow."
+    "shrink, for fine-tuning it would grow. The savings check (`pdefm study run FILE "
+    "--check-savings`) reruns the runs each factor rests on with twice the budget: S(2B) is "
+    "the factor then; it is settled when it moved by at most 15% (or its paired-seed "
+    "interval) and stayed on the same side of 1, and is otherwise printed as the range "
+    "[S(B), S(2B)] with the words budget-bound; an unchecked factor is not yet settled."
 )
 FLOOR_NOTE = (
     "'floor at its bound': the fitted offset c takes up (nearly) all of the error at the "
@@ -68,12 +74,13 @@ def _target_note(target: float, zero_shot: float | None) -> str:
     return ""
 
 
-def _savings_rows(savings, curves) -> list[list[str]]:
-    """Rows of the savings table."""
+def _savings_rows(savings, curves, doubled) -> list[list[str]]:
+    """Rows of the savings table: each factor as the savings check lets it be printed (one
+    number only when settled), S at twice the budget, the drift and the verdict."""
     out, tasks = [], by_task(curves)
     for ft, sc, res in savings:
         zero_shot = zero_shot_of(tasks[ft.key.task], ft.key)
-        for r in res:
+        for r, check in zip(res, check_savings(ft, sc, doubled), strict=True):
             n_s = _n_text(r["n_scratch"], r["scratch_found"])
             n_f = _n_text(r["n_finetune"], r["finetune_found"])
             target = f"{r['target']:.4g}"
@@ -83,8 +90,18 @@ def _savings_rows(savings, curves) -> list[list[str]]:
                 _budget_note(ft, r["n_finetune"], "fine-tuning"),
             ]
             note = "; ".join(n for n in notes if n)
-            out.append([*_names(ft), ft.key.model, target, n_s, n_f, r["text"], note])
+            row = [*_names(ft), ft.key.model, target, n_s, n_f, check.text()]
+            out.append(row + _check_cells(check) + [note])
     return out
+
+
+def _check_cells(check) -> list[str]:
+    """S(2B), drift and verdict cells of a savings row."""
+    if check.doubled is None:
+        return ["-", "-", check.verdict]
+    d = check.doubled
+    drift = "-" if math.isnan(check.drift) else f"{check.drift:+.0%}"
+    return [format_savings(d["savings"], d["relation"]), drift, check.verdict]
 
 
 def _budget_note(curve, n: float, who: str) -> str:
@@ -137,7 +154,7 @@ def _figure_or_note(blocks: list, ok: bool, draw, caption: str, note: str) -> Pa
     return path
 
 
-def _curve_sections(curves, out: Path) -> tuple[list, list]:
+def _curve_sections(curves, out: Path, doubled: dict) -> tuple[list, list]:
     """Error-vs-N figure and summary table, savings table and figure, fits table."""
     tasks, savings = by_task(curves), savings_by_curve(curves)
     fits = fits_by_curve(curves)  # fitted once: drawn on the figure, printed in the table
@@ -154,7 +171,8 @@ def _curve_sections(curves, out: Path) -> tuple[list, list]:
     b.append(("table", header, summary_rows(curves, _names)))
     b += [("h2", "Data savings"), ("p", SAVINGS_NOTE)]
     header = ["task", "fine-tune", "model", "target", "N scratch", "N fine-tune", "savings"]
-    b.append(("table", header + ["note"], _savings_rows(savings, curves)))
+    header += ["S(2B)", "drift", "verdict", "note"]
+    b.append(("table", header, _savings_rows(savings, curves, doubled)))
     f2 = _figure_or_note(
         b,
         bool(savings),
@@ -309,10 +327,11 @@ def write_report(
     out = check_output_dir(out_dir, "the report folder")  # refused before anything is drawn
     out.mkdir(parents=True, exist_ok=True)
     curves = build_curves(rows)
-    head = headline_from_curves(curves)
+    doubled = doubled_runs(rows)
+    head = headline_from_curves(curves, doubled)
     n_down = len(usable_rows(rows))
     intro = f"{len(rows)} runs in the table; {n_down} completed downstream runs enter the figures."
-    b1, f1 = _curve_sections(curves, out)
+    b1, f1 = _curve_sections(curves, out, doubled)
     b2, f2 = _scaling_sections(rows, curves, out, datasets)
     b3, f3 = _mixed_section(rows, by_task(curves), out)
     b4, f4 = _training_sections(curves, out, histories, samples)

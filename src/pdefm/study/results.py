@@ -9,6 +9,11 @@ to and read from CSV here, the boundary where rows become text and back.
 (``"mixture"`` for a mixed pre-training stage, ``"none"`` for scratch and for pre-training
 runs). Plans written before the label existed lack it: it is then read from the stage's own
 ``family`` label.
+
+``pretrain_seed`` is the seed of the pre-training run behind a run: its own seed for a
+pre-training run, the ``pretrain_seed`` label of a fine-tune or zero-shot run (the seed of
+the stage's run it started from), None for scratch and for fine-tune / zero-shot runs of
+plans written before the label existed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from pdefm import catalogue
 from pdefm.checks import check_output_file, read_json
 from pdefm.data.card import DatasetCard
 from pdefm.errors import PdefmError
+from pdefm.study.doubling import FACTOR as DOUBLING
+from pdefm.study.doubling import load_doublings
 from pdefm.study.refine import latest, load_refinements
 from pdefm.study.row import COLUMNS as COLUMNS  # re-exported: the table's columns
 from pdefm.study.row import ResultRow, read_rows, write_rows
@@ -35,7 +42,10 @@ def load_results(root: str | Path) -> list[ResultRow]:
     appear with status "todo")."""
     root = Path(root)
     plan = load_plan(root)
-    stages = {r["labels"]["stage"]: r for r in plan["runs"] if r["kind"] == "pretrain"}
+    stages: dict[str, dict] = {}  # a stage's first run: every seed's has its data and range
+    for r in plan["runs"]:
+        if r["kind"] == "pretrain":
+            stages.setdefault(r["labels"]["stage"], r)
     params = {name: _parameter_name(spec["family"]) for name, spec in plan["datasets"].items()}
     shared = _shared_ranges(plan["datasets"])
     refined = latest(root)
@@ -50,7 +60,21 @@ def load_results(root: str | Path) -> list[ResultRow]:
         record = read_record(root / "runs" / run["id"] / "record.json")
         row = _row(run, record, stages, params, factor)
         rows.append(dataclasses.replace(row, shared_range=row.task in shared))
-    return rows
+    return rows + _doubled_rows(root, rows, stages, params, shared)
+
+
+def _doubled_rows(root: Path, rows: list[ResultRow], stages, params, shared) -> list[ResultRow]:
+    """The savings check's reruns at twice the budget, each labelled with the run it reruns
+    (``check_of``) and the budget multiple it ran (twice that run's)."""
+    factors = {r.run_id: r.budget_factor or 1 for r in rows}
+    out = []
+    for entry in load_doublings(root).values():
+        run = {"id": entry["id"], "kind": "downstream",
+               "labels": {**entry["labels"], "check_of": entry["of"]}}  # fmt: skip
+        record = read_record(root / "runs" / entry["id"] / "record.json")
+        row = _row(run, record, stages, params, factors.get(entry["of"], 1) * DOUBLING)
+        out.append(dataclasses.replace(row, shared_range=row.task in shared))
+    return out
 
 
 def _shared_ranges(datasets: dict[str, dict]) -> set[str]:
@@ -96,7 +120,33 @@ def _row(run: dict, record: RunRecord | None, stages: dict, params: dict, factor
         pretrain_low=low,
         pretrain_high=high,
         wall_time_s=record.wall_time_s if record else None,
+        pretrain_seed=_pretrain_seed(run["kind"], labels),
+        **_audit_columns(record),
+        check_of=labels.get("check_of"),
     )
+
+
+def _audit_columns(record: RunRecord | None) -> dict:
+    """What a reader needs to audit a run: protocol, loss, whether the start was kept, the
+    validation error of every rate tried (and of the start), per-output test errors, and what
+    it cost (operations, core-seconds, device). None for a run without a record."""
+    if record is None:
+        return {}
+    rates = [f"{lr}:{err:.6g}" for lr, err in record.val_by_lr.items() if err is not None]
+    if record.start_val is not None:
+        rates.insert(0, f"start:{record.start_val:.6g}")
+    outputs = record.test.get("per_output") or {}
+    compute = record.compute
+    return {
+        "protocol": record.protocol,
+        "loss": record.loss,
+        "start_kept": record.start_kept,
+        "val_by_lr": " ".join(rates),
+        "test_per_output": " ".join(f"{k}:{v:.6g}" for k, v in outputs.items()) or None,
+        "flops": compute.get("flops"),
+        "core_s": compute.get("cpu_s"),
+        "device": record.device,
+    }
 
 
 def _pretrain_range(stage: dict | None) -> tuple[float | None, float | None]:
@@ -105,6 +155,13 @@ def _pretrain_range(stage: dict | None) -> tuple[float | None, float | None]:
     if stage is None:
         return None, None
     return stage["labels"].get("low"), stage["labels"].get("high")
+
+
+def _pretrain_seed(kind: str, labels: dict) -> int | None:
+    """The seed of the pre-training behind a run (see the module doc)."""
+    if kind == "pretrain":
+        return labels.get("seed", 0)  # as the seed column reads it
+    return labels.get("pretrain_seed")
 
 
 def _budget_columns(record: RunRecord | None) -> dict:

@@ -41,7 +41,10 @@ PROTOCOL_COLUMNS = (
     "budget_factor",
 )  # fmt: skip
 #: Columns added after the first tables were written: None when a table lacks them.
-LATER_COLUMNS = ("shared_range",)
+LATER_COLUMNS = (
+    "shared_range", "pretrain_seed", "protocol", "loss", "start_kept", "val_by_lr",
+    "test_per_output", "flops", "core_s", "device", "check_of",
+)  # fmt: skip
 #: Text columns whose empty cell in results.csv is the text "" rather than None: the results
 #: store writes "" there for "no parameter name", "no rate tried", "not at an edge", "no rule".
 EMPTY_TEXT = ("parameter", "lrs_tried", "lr_at_edge", "budget_rule")
@@ -53,8 +56,8 @@ class ResultRow(Mapping):
     """One run of a study. Errors are relative L2 ||u_hat - u|| / ||u|| (dimensionless) of the
     learning rate selected on validation, NaN when the run has none; ``test_mse`` is in
     squared solution units, ``wall_time_s`` in seconds. Fields without a default must be given
-    (None where the type allows it); the protocol columns and ``shared_range`` default to None
-    (unknown)."""
+    (None where the type allows it); the protocol columns and the ``LATER_COLUMNS`` default
+    to None (unknown)."""
 
     run_id: str
     kind: str  # one of KINDS
@@ -91,6 +94,23 @@ class ResultRow(Mapping):
     # another task of the study has the same family and parameter range (its data differ in
     # something else: boundary, forcing, seed); titles then name the task too
     shared_range: bool | None = None
+    # the pre-training seed behind the run: a pre-training run's own seed, the seed of the
+    # model a fine-tune / zero-shot run started from; None for scratch (and when unknown)
+    pretrain_seed: int | None = None
+    protocol: int | None = None  # training protocol version (1: before step-0 validation)
+    loss: str | None = None  # training loss: "mse" or "rel_l2"
+    # protocol 2 fine-tuning: no learning rate beat the starting weights, which were kept
+    start_kept: bool | None = None
+    # every rate tried and its best validation rel. L2, "0.001:0.0123 0.003:0.0101"; with
+    # protocol 2 fine-tuning "start:0.0150" first: the selection can be audited
+    val_by_lr: str | None = None
+    # test rel. L2 of each output when there are several, "u:0.012 v:0.034"
+    test_per_output: str | None = None
+    flops: float | None = None  # floating-point operations of the whole run (analytic)
+    core_s: float | None = None  # CPU core-seconds summed over every process of the run
+    device: str | None = None  # where it ran: "cpu", "cuda:0", ...
+    # the run this one reruns at twice the budget for the savings check (None: a study run)
+    check_of: str | None = None
 
     def __post_init__(self) -> None:
         for name, (base, optional) in _TYPES.items():
@@ -119,7 +139,7 @@ class ResultRow(Mapping):
     def from_json(cls, data: Mapping[str, Any], where: str = "?") -> ResultRow:
         """The row ``data`` holds (values as they are, keys outside ``COLUMNS`` ignored);
         ``where`` names it when it has no run_id (e.g. "#3", its place in a list). A missing
-        column other than the protocol ones and ``shared_range`` is a one-line
+        column other than the protocol ones and the ``LATER_COLUMNS`` is a one-line
         :class:`PdefmError`."""
         if not isinstance(data, Mapping):
             raise PdefmError(f"results row {where} is a {type(data).__name__}, not a row; {FIX}")

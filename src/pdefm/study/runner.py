@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from pdefm.checks import check_disk, check_int, check_output_dir
 from pdefm.data.io import LOCK_NAME, directory_lock, write_json_atomic
 from pdefm.errors import PdefmError
+from pdefm.study.doubling import plan_doublings
 from pdefm.study.execute import Executor, RunSummary, RunTask
 from pdefm.study.executors import ExecutorChoice, LocalPool, RayCluster
 from pdefm.study.provenance import record_invocation
@@ -37,6 +39,7 @@ from pdefm.train.record import read_record
 
 PHASES = ("data", "pretrain", "downstream")
 MAX_REFINE = 64  # a larger budget factor in one go is more likely a typo than a plan
+CHECK_ROUNDS = 3  # savings-check rounds at most (a crossing moves once or twice, not forever)
 
 
 def study_dir_for(study: Study, out: str | Path | None) -> Path:
@@ -78,6 +81,7 @@ def run_study(
     executor: ExecutorChoice | None = None,
     progress: bool = True,
     refine: int | None = None,
+    check_savings: Callable[[Path], set[str]] | None = None,
     command: str | None = None,
 ) -> Path:
     """Run every missing run of the study in ``path``; returns the study directory.
@@ -90,7 +94,10 @@ def run_study(
     process's command line). ``refine`` (a factor >= 2): afterwards, rerun every flagged
     downstream run (budget-limited, or with its learning rate at the edge of those tried)
     with its budget multiplied by ``refine`` (see ``pdefm.study.refine``); the report then
-    uses the refined results.
+    uses the refined results. ``check_savings`` (given root, the ids of the runs the
+    study's savings factors rest on; ``pdefm.report.savings_check`` decides them): then rerun
+    each of those runs with twice the budget (``pdefm.study.doubling``), and again for runs a
+    moved crossing needs, up to ``CHECK_ROUNDS`` times.
 
     Every check (options, the study file, the folder, free disk, Ray being installed) comes
     before the study folder is created: a refused study leaves nothing behind.
@@ -104,6 +111,8 @@ def run_study(
     if refine is not None:
         check_int(refine, "--refine", minimum=2, maximum=MAX_REFINE)
     study = load_study(path)
+    for warning in study.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     root = study_dir_for(study, out)
     check_study_dir(root, study)
     status = {r.id: run_status(r, root) for r in study.runs}  # a damaged record: refused now
@@ -117,17 +126,21 @@ def run_study(
     root.mkdir(parents=True, exist_ok=True)
     busy = f"study {root} is being run by another process; wait for it or use `pdefm study status`"
     with directory_lock(root, busy):
-        _run_locked(study, root, executor, progress, refine, command)
+        _run_locked(study, root, executor, progress, refine, check_savings, command)
     return root
 
 
-def _run_locked(study: Study, root: Path, executor, progress, refine, command) -> None:
-    """The study's missing runs, phase by phase and wave by wave, then its refinements."""
+def _run_locked(
+    study: Study, root: Path, executor, progress, refine, check_savings, command
+) -> None:
+    """The study's missing runs, phase by phase and wave by wave, then its refinements, then
+    the reruns of the savings check."""
     _copy_spec(study.path, root / "study.yaml")
     write_plan(study, root)
     # again under the lock: another runner may have finished runs since the check above
     todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
-    if todo or refine is not None:  # provenance of runs: a call with nothing to do adds none
+    extra = refine is not None or check_savings is not None
+    if todo or extra:  # provenance of runs: a call with nothing to do adds none
         record_invocation(root, command)
     bar = tqdm(
         total=len(study.runs),
@@ -138,7 +151,7 @@ def _run_locked(study: Study, root: Path, executor, progress, refine, command) -
         file=sys.stderr,
     )
     # nothing left to run: no workers to spawn, no cluster to connect to
-    pool = executor.start(not bar.disable) if todo or refine is not None else nullcontext()
+    pool = executor.start(not bar.disable) if todo or extra else nullcontext()
     with bar, pool as runs_with:
         for phase in PHASES:
             batch = _runnable([r for r in todo if r.kind == phase], study, root, bar)
@@ -150,6 +163,21 @@ def _run_locked(study: Study, root: Path, executor, progress, refine, command) -
             bar.total += len(more)
             bar.refresh()
             _run_wave(runs_with, study, more, root, bar)
+        if check_savings is not None:
+            _check_rounds(runs_with, study, root, bar, check_savings)
+
+
+def _check_rounds(executor, study: Study, root: Path, bar, check_savings) -> None:
+    """Rerun at twice the budget the runs the savings factors rest on; a crossing that moved
+    at 2B may rest on other runs, so ask again until nothing new is needed."""
+    for _ in range(CHECK_ROUNDS):
+        more = plan_doublings(study, root, check_savings(root))
+        if not more:
+            return
+        bar.write(f"  savings check: {len(more)} run(s) at twice the budget")
+        bar.total += len(more)
+        bar.refresh()
+        _run_wave(executor, study, more, root, bar)
 
 
 def check_study_dir(root: Path, study: Study) -> None:

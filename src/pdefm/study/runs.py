@@ -67,6 +67,7 @@ class Study:
     datasets: dict[str, tuple[GenerationSpec | StudyMixture, bool]]  # name -> (spec, drop)
     runs: list[StudyRun]
     machine: dict = field(default_factory=dict)  # device / compile / tf32 for every run
+    warnings: tuple[str, ...] = ()  # things worth saying that are not mistakes (budgets)
 
     def data_bytes(self, names: set[str] | None = None) -> int:
         """Disk the datasets ``names`` (default: all) take once generated, roughly: two
@@ -112,5 +113,6 @@ def run_config(
     if c.get("init", "scratch") != "scratch":
         c["init"] = str(study_dir / c["init"])
     c["lrs"] = tuple(c.get("lrs", DEFAULT_LRS))
+    c.setdefault("protocol", 1)  # a config without a version was planned before versions
     c.update(machine or {})
     return RunConfig(**c, out=str(study_dir / "runs"), run_name=run.id, progress=progress)

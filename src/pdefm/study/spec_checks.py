@@ -9,7 +9,7 @@ import re
 
 from pdefm import catalogue
 from pdefm.study.yamlcheck import Checker, Located
-from pdefm.train.config import DEFAULT_LRS, MAX_LR_EXTEND, MODES, OWN_CHECKS, RunConfig
+from pdefm.train.config import DEFAULT_LRS, MAX_LR_EXTEND, MODES, OWN_CHECKS, PROTOCOL, RunConfig
 from pdefm.train.settings import GRID, MACHINE, STAGE, check_value, settings_of, study_keys
 
 TOP_KEYS = {
@@ -21,6 +21,7 @@ TOP_KEYS = {
     "pretrain",
     "downstream",
     "machine",
+    "protocol",
 }
 
 
@@ -44,12 +45,18 @@ DATA_KEYS = {
 
 # keys with a study form of their own; the other keys are RunConfig settings that declare a
 # study place (pdefm.train.settings: STAGE, GRID, MACHINE)
-STAGE_KEYS = {"data", "model", "epochs", "steps", "patience", "lrs", "lr_extend"}
+STAGE_KEYS = {"data", "model", "epochs", "steps", "patience", "lrs", "lr_extend", "seeds"}
 STAGE_KEYS |= set(study_keys(RunConfig, STAGE))
 
 
 GRID_KEYS = {"tasks", "sizes", "inits", "modes", "models", "lrs", "lr_extend", "seeds"}
-GRID_KEYS |= {"epochs", "steps", "patience", "zero_shot", *study_keys(RunConfig, GRID)}
+GRID_KEYS |= {"epochs", "steps", "steps_power", "patience", "zero_shot"}
+GRID_KEYS |= set(study_keys(RunConfig, GRID))
+# The study's protocol: 500 epochs at every downstream size when a block gives no budget.
+DOWNSTREAM_EPOCHS = 500
+# steps(N) = ceil(S (N / N_min)^p): p below 1/2 starves the large sizes (epochs fall faster
+# than N^-1/2), so the protocol refuses it; p = 1 is a fixed number of epochs above full batch
+MIN_STEPS_POWER, MAX_STEPS_POWER = 0.5, 1.0
 
 
 MACHINE_KEYS = set(study_keys(RunConfig, MACHINE))
@@ -107,6 +114,30 @@ def check_seed(check: Checker, item: Located, where: str) -> int:
     return check.integer(item, where, 0, MAX_SEED)
 
 
+def check_stage_seeds(check: Checker, fields: dict, where: str) -> list[int] | None:
+    """A stage's ``seeds``: a non-empty list of distinct seeds >= 0, one pre-training run
+    each (None without the key: the stage is one run, as before the key existed)."""
+    item = fields.get("seeds")
+    if item is None:
+        return None
+    if "seed" in fields:  # which one would a run take? say it once
+        check.fail(
+            item,
+            f"{where} has both seed and seeds; keep seeds: [S, ...] (seeds: [S] is one run "
+            "with seed S)",
+        )
+    if not isinstance(item.value, list):
+        check.fail(
+            item,
+            f"{where}.seeds must be a list of pre-training seeds, e.g. [0, 1, 2], got "
+            f"{item.value!r}",
+        )
+    return [
+        check_seed(check, s, f"{where}.seeds")
+        for s in check.listing(item, f"{where}.seeds", unique=True)
+    ]
+
+
 def _sigma(check: Checker, item: Located, where: str) -> float:
     return check.number(item, where, minimum=MIN_SIGMA, maximum=MAX_SIGMA)
 
@@ -114,10 +145,48 @@ def _sigma(check: Checker, item: Located, where: str) -> float:
 SCALAR_CHECKS = {"resolution": _resolution, "seed": check_seed, "sigma": _sigma}
 
 
-def check_budget(check, fields: dict, where_item: Located, where: str) -> dict:
-    """epochs: E (steps grow with N), steps: S, or epochs: CAP with patience: P."""
-    if ("epochs" in fields) == ("steps" in fields):
+def check_protocol(check: Checker, item: Located | None) -> int:
+    """The study's ``protocol`` (default: today's); 1 reproduces studies run before step-0
+    validation existed (their run ids are kept)."""
+    if item is None:
+        return PROTOCOL
+    return check.integer(item, "protocol", 1, PROTOCOL)
+
+
+def check_steps_power(check, fields: dict, where: str) -> float | None:
+    """``steps_power: p`` with ``steps: S``: S steps at the block's smallest size, growing
+    like N^p (p in [1/2, 1])."""
+    if "steps_power" not in fields:
+        return None
+    item = fields["steps_power"]
+    if "steps" not in fields:
+        check.fail(item, f"{where}.steps_power scales steps: S; give steps: S with it")
+    value = check.number(item, f"{where}.steps_power")
+    if not MIN_STEPS_POWER <= value <= MAX_STEPS_POWER:
+        check.fail(
+            item,
+            f"{where}.steps_power must be in [{MIN_STEPS_POWER:g}, {MAX_STEPS_POWER:g}], got "
+            f"{value:g}: below 0.5 the epochs at large N shrink faster than N^-1/2 (starved "
+            "runs); for a fixed number of epochs give epochs: E",
+        )
+    return float(value)
+
+
+def check_budget(
+    check, fields: dict, where_item: Located, where: str, default_epochs: int | None = None
+) -> dict:
+    """epochs: E (steps grow with N), steps: S, or epochs: CAP with patience: P; without
+    either, ``default_epochs`` (None: one is required)."""
+    if (
+        "epochs" in fields
+        and "steps" in fields
+        or not ("epochs" in fields or "steps" in fields or default_epochs)
+    ):
         check.fail(where_item, f"{where} needs exactly one of epochs or steps")
+    if "epochs" not in fields and "steps" not in fields:
+        if "patience" in fields:
+            check.fail(fields["patience"], f"{where}.patience needs epochs: CAP")
+        return {"epochs": default_epochs, "steps": None}
     key = "epochs" if "epochs" in fields else "steps"
     limit = MAX_EPOCHS if key == "epochs" else MAX_STEPS
     value = check.integer(fields[key], f"{where}.{key}", 1, limit)

@@ -191,6 +191,27 @@ class RunRecord(Mapping):
         return (self.data.get("start") or {}).get("val_rel_l2")
 
     @property
+    def loss(self) -> str:
+        """The training loss ("mse" unless the config says otherwise)."""
+        return (self.data.get("config") or {}).get("loss", "mse")
+
+    @property
+    def device(self) -> str | None:
+        return self.data.get("device")
+
+    @property
+    def val_by_lr(self) -> dict[str, float]:
+        """Each rate tried (as written, e.g. "0.001") -> its best validation rel. L2."""
+        per_lr = self.data.get("per_lr") or {}
+        return {k: v.get("best_val_rel_l2") for k, v in per_lr.items() if isinstance(v, dict)}
+
+    @property
+    def compute(self) -> dict:
+        """What the run cost: wall_s, cpu_s (core-seconds), segments, threads, device,
+        samples, evaluated, flops (empty for records written before it was recorded)."""
+        return dict(self.data.get("compute") or {})
+
+    @property
     def budget(self) -> dict:
         """{rule, batch, epochs, steps, epochs_run, steps_run, stopped_early}."""
         return dict(self.data.get("budget") or {})
