@@ -190,18 +190,21 @@ def _run_study_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _savings_runs():
-    """The savings check's choice of runs (the report decides what a factor rests on)."""
+def _savings_runs(scope: str = "all"):
+    """The savings check's choice of runs (the report decides what a factor rests on):
+    every factor of the savings table ("all") or the headline's alone ("headline")."""
+    from functools import partial
+
     from pdefm.report.analysis import study_runs_to_double
 
-    return study_runs_to_double
+    return partial(study_runs_to_double, scope=scope)
 
 
-def _print_verdicts(root) -> None:
+def _print_verdicts(root, scope: str = "all") -> None:
     """Each savings factor at the budget B and at 2B, its drift and verdict."""
     from pdefm.report.analysis import study_verdicts
 
-    lines = study_verdicts(root)
+    lines = study_verdicts(root, scope)
     print("savings check (S(B): as run; S(2B): the runs it rests on at twice the budget):")
     print("\n".join(f"  {line}" for line in lines) or "  no savings factor to check")
 
@@ -298,8 +301,10 @@ def _run_demo(args: argparse.Namespace) -> int:
             args.out,
             executor=LocalPool(_demo_workers(args.workers)),
             progress=not args.quiet,
+            check_savings=_savings_runs("headline"),  # the headline quotes only a checked saving
             command=args.command_line,
         )
+    _print_verdicts(root, "headline")
     cached = fresh_report(root)
     if cached is not None:
         print(cached)

@@ -201,4 +201,13 @@ def _budget_line(record) -> str:
         line += "; validation was still improving at the end: try a larger budget"
     if record.lr_at_edge:
         line += "; the chosen lr is at the edge of the grid: try --lr-extend or a wider --lr"
+    if record.start_kept:
+        line += (
+            f"; no rate beat the starting weights on validation (rel L2 "
+            f"{record.start_val:.4g}): they are the result, unchanged"
+        )
+    c = record.compute
+    if c.get("cpu_s") is not None:
+        flops = "" if c.get("flops") is None else f", {c['flops']:.3g} operations"
+        line += f"\ncost: {c['wall_s']:.3g} s wall, {c['cpu_s']:.3g} core-s{flops}"
     return line

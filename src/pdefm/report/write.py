@@ -8,6 +8,7 @@ from pathlib import Path
 from pdefm.checks import check_output_dir
 from pdefm.report import figures, mixed
 from pdefm.report.analysis import fits_by_curve, savings_by_curve
+from pdefm.report.compute import compute_blocks
 from pdefm.report.fits import FITS_NOTE, PowerLawFit
 from pdefm.report.headline import headline_from_curves, zero_shot_of
 from pdefm.report.names import method_label, row_task_title
@@ -335,9 +336,10 @@ def write_report(
     b2, f2 = _scaling_sections(rows, curves, out, datasets)
     b3, f3 = _mixed_section(rows, by_task(curves), out)
     b4, f4 = _training_sections(curves, out, histories, samples)
+    b5 = compute_blocks(rows, curves, datasets, doubled)
     setup_b, appendix = _split_appendix(setup_blocks(rows, setup))
     blocks = [("h1", title), ("headline", head), ("p", intro), *setup_b]
-    blocks += [*flags_blocks(rows, REFINE_HINT), *b1, *b4, *b3, *b2]
+    blocks += [*flags_blocks(rows, REFINE_HINT), *b1, *b5, *b4, *b3, *b2]
     blocks += _failed_section(rows) + appendix
     figs = [f for f in f1 + f4 + f3 + f2 if f is not None]
     md, page = out / "report.md", out / "report.html"

@@ -64,6 +64,7 @@ class RunSummary:
     lr: float | None = None
     converged: bool | None = None
     lr_at_edge: str | None = None
+    start_kept: bool | None = None
 
     def line(self, task: RunTask) -> str:
         """E.g. ``downstream: task t, method scratch, ...: test rel L2 0.12, lr 0.001 (3.2 s)``."""
@@ -73,6 +74,8 @@ class RunSummary:
         err = f": test rel L2 {self.test['rel_l2']:.4g}" if self.test else ""
         if self.lr is not None:
             err += f", lr {self.lr:g}"
+        if self.start_kept:
+            err += ", starting weights kept (no rate beat them on validation)"
         if self.lr_at_edge:
             err += " (at the edge of the rates tried)"
         if self.converged is False:
@@ -98,6 +101,7 @@ def execute(task: RunTask, progress: bool = False) -> RunSummary:
         test=record.test or None,
         reason=record.reason,
         lr=record.selected_lr,
+        start_kept=record.start_kept,
         converged=record.converged,
         lr_at_edge=record.lr_at_edge,
     )

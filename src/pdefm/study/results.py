@@ -258,7 +258,8 @@ def _card_summary(card_path: Path, role: str) -> dict:
 
 
 def _summary(card: DatasetCard, role: str) -> dict:
-    """One dataset card as the report's summary entry."""
+    """One dataset card as the report's summary entry; "generation" ({"wall_s", "cpu_s"}) only
+    when the card recorded what writing it cost."""
     declared = card.declared
     head = {
         "family": card.family,
@@ -267,6 +268,8 @@ def _summary(card: DatasetCard, role: str) -> dict:
         "high": declared.get("high"),
         "role": role,
     }
+    if card.generation is not None:  # cards written before it was recorded say nothing
+        head["generation"] = card.generation  # {"wall_s", "cpu_s"}: what writing it cost
     realised = card.realised("train")
     if card.family == catalogue.MIXTURE:
         return {**head, "families": dict(realised.get("families", {}))}

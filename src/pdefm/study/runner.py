@@ -139,7 +139,11 @@ def _run_locked(
     write_plan(study, root)
     # again under the lock: another runner may have finished runs since the check above
     todo = [r for r in study.runs if run_status(r, root) not in ("done", "failed")]
-    extra = refine is not None or check_savings is not None
+    # a finished study whose checks are all run has nothing to do (the demo's second call)
+    checking = check_savings is not None and bool(
+        todo or plan_doublings(study, root, check_savings(root))
+    )
+    extra = refine is not None or checking
     if todo or extra:  # provenance of runs: a call with nothing to do adds none
         record_invocation(root, command)
     bar = tqdm(
@@ -163,7 +167,7 @@ def _run_locked(
             bar.total += len(more)
             bar.refresh()
             _run_wave(runs_with, study, more, root, bar)
-        if check_savings is not None:
+        if checking:
             _check_rounds(runs_with, study, root, bar, check_savings)
 
 
