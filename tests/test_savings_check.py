@@ -206,3 +206,21 @@ def test_check_savings_reruns_what_the_factors_rest_on_and_prints_the_verdicts(t
     assert main(["report", str(root)]) == 0
     md = (root / "report" / "report.md").read_text()
     assert "| S(2B) | drift | verdict |" in md and "Savings check:" in md
+
+
+def test_the_savings_figure_draws_unsettled_factors_hollow_with_their_range():
+    from pdefm.report.figures import _savings_figure
+
+    ft, sc = pair(curves())
+    entry = {"target": 0.1, "savings": 4.0, "relation": "="}
+    res = [
+        {**entry, "verdict": "settled", "savings_2b": 4.1},
+        {**entry, "target": 0.05, "verdict": "budget-bound", "savings_2b": 3.0},
+        {**entry, "target": 0.02, "verdict": "unchecked", "savings_2b": None},
+    ]
+    fig = _savings_figure([(ft, sc, res)])
+    dots = [ln for ln in fig.axes[0].lines if ln.get_marker() == "o"]
+    faces = {float(ln.get_xdata()[0]): ln.get_markerfacecolor() for ln in dots}
+    assert faces[0.02] == faces[0.05] == "none" and faces[0.1] != "none"
+    bars = [ln for ln in fig.axes[0].lines if list(ln.get_xdata()) == [0.05, 0.05]]
+    assert len(bars) == 1 and sorted(bars[0].get_ydata()) == [3.0, 4.0]

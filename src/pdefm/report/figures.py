@@ -265,7 +265,13 @@ def _savings_figure(savings: list[tuple[Curve, Curve, list[dict]]]) -> Figure:
     # shared axes: ticks once, after every panel has its data
     plain_log_axis(axes[0], "x")
     plain_log_axis(axes[0], "y")
-    figure_legend(fig, axes, "dots: exact; triangles up / down: lower / upper bounds")
+    figure_legend(
+        fig,
+        axes,
+        "filled dots: settled by the savings check; hollow: not settled (a bar: "
+        "budget-bound, from S at the budget run to S at twice it); triangles up / down: lower "
+        "/ upper bounds",
+    )
     return fig
 
 
@@ -276,11 +282,22 @@ def savings_figure(savings: list[tuple[Curve, Curve, list[dict]]], path: Path) -
 
 
 def _draw_savings(ax, res: list[dict], colour: str, label: str) -> None:
-    """Exact savings as a line with dots; one-sided bounds as triangles in the same colour."""
+    """Exact savings as a line with dots; one-sided bounds as triangles in the same colour.
+    A factor the savings check did not settle (``r["verdict"]`` other than "settled") is a
+    hollow dot, and a budget-bound one (``r["savings_2b"]``) also a bar up to its value at
+    twice the budget: the range it is printed as."""
     exact = [(r["target"], r["savings"]) for r in res if r["relation"] == "="]
     if exact:
-        ax.plot(*zip(*exact, strict=True), "-o", color=colour, lw=MEAN_LW, ms=MARKER_MS,
-                label=label)  # fmt: skip
+        ax.plot(*zip(*exact, strict=True), "-", color=colour, lw=MEAN_LW, label=label)
+    for r in res:
+        if r["relation"] != "=":
+            continue
+        settled = r.get("verdict") == "settled"
+        ax.plot(r["target"], r["savings"], "o", color=colour, ms=MARKER_MS,
+                mfc=colour if settled else "none")  # fmt: skip
+        if r.get("savings_2b") is not None and r.get("verdict") == "budget-bound":
+            ax.plot([r["target"]] * 2, [r["savings"], r["savings_2b"]], color=colour, lw=2.5,
+                    alpha=0.6)  # fmt: skip
     for rel, marker in ((">", "^"), ("<", "v")):
         pts = [(r["target"], r["savings"]) for r in res if r["relation"] == rel]
         if pts:

@@ -96,6 +96,19 @@ def _savings_rows(savings, curves, doubled) -> list[list[str]]:
     return out
 
 
+def _checked(savings, doubled) -> list:
+    """``savings_by_curve`` entries with each factor's savings-check verdict and S(2B)."""
+    out = []
+    for ft, sc, res in savings:
+        checks = check_savings(ft, sc, doubled)
+        res = [
+            {**r, "verdict": c.verdict, "savings_2b": c.doubled and c.doubled["savings"]}
+            for r, c in zip(res, checks, strict=True)
+        ]
+        out.append((ft, sc, res))
+    return out
+
+
 def _check_cells(check) -> list[str]:
     """S(2B), drift and verdict cells of a savings row."""
     if check.doubled is None:
@@ -157,7 +170,7 @@ def _figure_or_note(blocks: list, ok: bool, draw, caption: str, note: str) -> Pa
 
 def _curve_sections(curves, out: Path, doubled: dict) -> tuple[list, list]:
     """Error-vs-N figure and summary table, savings table and figure, fits table."""
-    tasks, savings = by_task(curves), savings_by_curve(curves)
+    tasks, savings = by_task(curves), _checked(savings_by_curve(curves), doubled)
     fits = fits_by_curve(curves)  # fitted once: drawn on the figure, printed in the table
     laws = {c.key: f for c, f in fits}
     b: list = [("h2", "Test error vs downstream examples")]
