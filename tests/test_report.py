@@ -290,3 +290,17 @@ def test_savings_at_a_crossing_of_budget_limited_runs_say_so(tmp_path):
     assert notes["0.0625"] == "scratch still improving at N = 512 (2 of 2 runs)"
     assert [t for t, note in notes.items() if "still improving" in note] == ["0.0625"]
     assert "for scratch the saving would shrink" in md
+
+
+def test_runs_that_kept_their_starting_weights_are_named_with_the_smallest_rate_tried():
+    from pdefm.report.setup import flags_blocks
+
+    rows = [row("a_task", "scratch", n, 0.5 / n) for n in (8, 16)]
+    rows += [row("a_task", "finetune", 8, 0.1, start_kept=True, lrs_tried="0.001 0.003")]
+    rows += [row("a_task", "finetune", 16, 0.05, start_kept=False)]
+    text = " ".join(str(b[-1]) for b in flags_blocks(rows, "hint") if b[0] == "p")
+    assert "1 fine-tuning run(s) kept their starting weights" in text
+    assert "a_task N = 8" in text and "smallest rate tried there was 0.001" in text
+    assert "kept their starting" not in " ".join(
+        str(b[-1]) for b in flags_blocks(rows[:2] + rows[3:], "hint")
+    )

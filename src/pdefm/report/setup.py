@@ -214,9 +214,10 @@ def flags_blocks(rows: list[ResultRow], refine_hint: str) -> list:
     """The 'runs to check' section: a table of flagged runs, or a sentence saying none."""
     flagged = flagged_rows(rows)
     b: list = [("h2", "Runs to check"), ("p", FLAGS_NOTE)]
+    kept = _start_kept_note(rows)
     if not flagged:
         b.append(("p", "None: every downstream run converged and chose a rate inside its grid."))
-        return b
+        return b + kept
     header = ["task", "method", "model", "N", "seed", "epochs", "steps", "lr", "lrs tried"]
     header += ["budget-limited", "lr at edge", "test rel L2"]
     body = [
@@ -237,4 +238,24 @@ def flags_blocks(rows: list[ResultRow], refine_hint: str) -> list:
         for r in flagged
     ]
     b += [("table", header, body), ("p", refine_hint)]
-    return b
+    return b + kept
+
+
+def _start_kept_note(rows: list[ResultRow]) -> list:
+    """A sentence on the fine-tuning runs that kept their starting weights (protocol 2): no
+    rate tried beat them on validation, and rates below the smallest tried were not tried
+    (each would only stay closer to the start)."""
+    kept = [
+        r for r in rows if r.start_kept and r.kind == "downstream" and r.check_of is None
+    ]  # fmt: skip
+    if not kept:
+        return []
+    where = sorted({(r.task, r.n_train) for r in kept})
+    smallest = min(float(x) for r in kept for x in (r.lrs_tried or "nan").split())
+    text = (
+        f"{len(kept)} fine-tuning run(s) kept their starting weights (no learning rate beat "
+        "them on validation; their error is the pre-trained model's): "
+        + ", ".join(f"{task} N = {n}" for task, n in where)
+        + f". The smallest rate tried there was {smallest:g}; smaller rates were not tried."
+    )
+    return [("p", text)]
