@@ -13,7 +13,7 @@ from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec
 from pdefm.pdes import GaussianLatticeSource
 from pdefm.study.spec import load_study
-from pdefm.train import fit, loop
+from pdefm.train import fit, loop, search
 from pdefm.train.config import RunConfig
 
 WIDE = GaussianLatticeSource(sigma=1 / 16)
@@ -42,15 +42,15 @@ def train(data: str, out: Path, **kw) -> dict:
      (2e-3, True, 3e-3), (2e-3, False, 1e-3), (1e-5, True, 3e-5)],
 )  # fmt: skip
 def test_next_lr_walks_the_1_3_10_ladder(lr, up, expected):
-    assert loop.next_lr(lr, up) == pytest.approx(expected)
+    assert search.next_lr(lr, up) == pytest.approx(expected)
     assert 1.5 <= max(expected / lr, lr / expected) < 5
 
 
 def test_grid_edge():
-    assert loop.grid_edge(3e-3, [1e-3, 3e-3]) == "high"
-    assert loop.grid_edge(1e-3, [1e-3, 3e-3]) == "low"
-    assert loop.grid_edge(1e-3, [1e-3]) == "both"
-    assert loop.grid_edge(3e-3, [1e-3, 3e-3, 1e-2]) is None
+    assert search.grid_edge(3e-3, [1e-3, 3e-3]) == "high"
+    assert search.grid_edge(1e-3, [1e-3, 3e-3]) == "low"
+    assert search.grid_edge(1e-3, [1e-3]) == "both"
+    assert search.grid_edge(3e-3, [1e-3, 3e-3, 1e-2]) is None
 
 
 def history(vals: list[float], every: int = 1) -> list[dict]:

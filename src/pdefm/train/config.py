@@ -33,6 +33,7 @@ NEW_CHANNELS = ("error", "init")  # a dataset channel a checkpoint never saw: re
 # orders of magnitude larger than the rest (advection-diffusion far into advection) do not
 # dominate the gradient as they do under MSE.
 LOSSES = ("mse", "rel_l2")
+LR_SEARCHES = ("grid", "halving")  # every rate the whole budget, or successive halving (search)
 SMALL_DATA = 64  # the study's rule: full-batch training at 64 examples or fewer
 MAX_EVALUATIONS = 25  # validation passes per run at most; more epochs validate every k-th
 MAX_LR_EXTEND = 8  # rounds of learning-rate grid extension at most (each adds a training run)
@@ -93,6 +94,20 @@ class FitPlan:
 
 
 @dataclass(frozen=True)
+class StepRule:
+    """How an optimiser step is taken: the ``loss`` ("mse" or "rel_l2"), the clip of the
+    gradient's global L2 norm (None: no clipping) and bf16 autocast (on CUDA only)."""
+
+    loss: str = "mse"
+    grad_clip: float | None = None
+    bf16: bool = False
+
+    @classmethod
+    def of(cls, config: RunConfig) -> StepRule:
+        return cls(config.loss, config.grad_clip, config.bf16)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A training run (or, with mode "zero-shot", an evaluation of ``init``).
 
@@ -101,7 +116,8 @@ class RunConfig:
     epochs are a cap and training stops once validation has not improved for ``patience``
     epochs. ``lrs`` is the learning-rate grid; with ``lr_extend`` > 0, a selected rate at an
     edge of the grid makes the grid grow past that edge (next rate on the 1-3-10 ladder) up
-    to ``lr_extend`` times before the final choice.
+    to ``lr_extend`` times before the final choice. ``lr_search`` "halving" trains the rates
+    by successive halving instead of each for the whole budget (``pdefm.train.search``).
 
     Fields made with ``setting`` carry their own schema (``pdefm.train.settings``): the CLI
     flags, the study file's keys and checks, and the run id are derived from them. ``data``,
@@ -130,6 +146,11 @@ class RunConfig:
         0, "when the best rate is the largest or smallest tried, also try the next rate past "
         "that edge (1e-3, 3e-3, 1e-2, ...), up to K times (0: the grid as given)",
         "int", minimum=0, maximum=MAX_LR_EXTEND, omit_default=True, metavar="K",
+    )  # fmt: skip
+    lr_search: str = setting(
+        "grid", "how the learning rates are searched: grid (each trains the whole budget) or "
+        "halving (each trains part of it, the better half goes on, the winner finishes it)",
+        "choice", choices=LR_SEARCHES, omit_default=True, study=(STAGE, GRID),
     )  # fmt: skip
     batch_size: int = setting(
         32, "batch size above 64 examples (full batch at <= 64); under torchrun the global "

@@ -22,7 +22,7 @@ from pdefm.train import distributed
 from pdefm.train.adapt import configure_mode
 from pdefm.train.batches import BatchCache, SplitBatches
 from pdefm.train.checkpoint import ChannelMap, save_checkpoint
-from pdefm.train.config import FitPlan, RunConfig
+from pdefm.train.config import FitPlan, RunConfig, StepRule
 from pdefm.train.cost import training_flops
 from pdefm.train.evaluate import evaluate_model
 from pdefm.train.metrics import relative_l2
@@ -44,20 +44,6 @@ CHECK_EVERY_CUDA = 25  # steps between loss checks on a GPU (each one waits for 
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite or exploding loss."""
-
-
-@dataclass(frozen=True)
-class StepRule:
-    """How an optimiser step is taken: the ``loss`` ("mse" or "rel_l2"), the clip of the
-    gradient's global L2 norm (None: no clipping) and bf16 autocast (on CUDA only)."""
-
-    loss: str = "mse"
-    grad_clip: float | None = None
-    bf16: bool = False
-
-    @classmethod
-    def of(cls, config: RunConfig) -> StepRule:
-        return cls(config.loss, config.grad_clip, config.bf16)
 
 
 @dataclass(frozen=True)
@@ -137,8 +123,12 @@ class _Saver:
             save_state(self.lr_dir / STATE, t.model, t.opt, state)
 
 
-def train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path, init) -> LrResult:
-    """Train (or resume, or find finished) the model for one learning rate."""
+def train_one_lr(
+    config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path, init, until: int | None = None
+) -> LrResult:
+    """Train (or resume, or find finished) the model for one learning rate; with ``until``,
+    stop after that epoch (a validation epoch, so its state is saved) still "running": a
+    later call continues it on the same schedule, exactly as if it had not stopped."""
     torch.manual_seed(config.seed)
     train_ds = batches.splits["train"]
     model, norm, cmap, base = build(config, train_ds, init)
@@ -146,7 +136,7 @@ def train_one_lr(config: RunConfig, lr: float, batches: BatchCache, lr_dir: Path
     t, state = _start(config, lr, model, batches, cmap, norm, lr_dir)
     card = checkpoint_card(config, train_ds, norm, base, lr, init)
     before = (state.wall_s, state.cpu_s)
-    _fit_with_progress(t, state, lr_dir, card, config.progress)
+    _fit_with_progress(t, state, lr_dir, card, config.progress, until)
     return LrResult(
         status=state.status,
         reason=state.reason,
@@ -192,6 +182,7 @@ def _start(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     train_b = batches("train", cmap, norm)
     state = FitState()
+    distributed.barrier()  # rank 0 may still be saving the state a halving rung resumes
     if (lr_dir / STATE).is_file():  # every rank resumes from the state rank 0 wrote
         state = load_state(lr_dir / STATE, model, opt)
     net = distributed.wrap(model, batches.device)  # after loading: DDP broadcasts rank 0's
@@ -204,9 +195,10 @@ def _start(
 
 
 def _fit_with_progress(
-    t: _Training, state: FitState, lr_dir: Path, card: dict, progress: bool
+    t: _Training, state: FitState, lr_dir: Path, card: dict, progress: bool, until: int | None
 ) -> None:
-    """``_fit`` into ``lr_dir`` (written by rank 0), with a progress bar if ``progress``."""
+    """``_fit`` into ``lr_dir`` (written by rank 0) until epoch ``until`` (None: the plan's
+    end), with a progress bar if ``progress``."""
     main = distributed.is_main()
     if main:
         lr_dir.mkdir(parents=True, exist_ok=True)
@@ -219,18 +211,21 @@ def _fit_with_progress(
         leave=False,
     )
     try:
-        _fit(t, state, _Saver(lr_dir, card, main), bar)
+        _fit(t, state, _Saver(lr_dir, card, main), bar, until)
     finally:
         bar.close()
 
 
-def _fit(t: _Training, state: FitState, save: _Saver, bar) -> None:
-    """Epochs until the plan is done, patience runs out or the loss diverges; the best model
-    and the state (with this process's time added) are saved at each validation epoch (and
-    the state when it diverged)."""
+def _fit(t: _Training, state: FitState, save: _Saver, bar, until: int | None = None) -> None:
+    """Epochs until the plan is done (or epoch ``until``), patience runs out or the loss
+    diverges; the best model and the state (with this process's time added) are saved at each
+    validation epoch (and the state when it diverged)."""
+    stop = t.plan.epochs if until is None else min(until, t.plan.epochs)
+    if state.status != "running" or state.epoch >= stop:
+        return  # nothing to train: no new segment for a rate already at its limit
     clock = SegmentClock(state)
     try:
-        while state.status == "running" and state.epoch < t.plan.epochs:
+        while state.status == "running" and state.epoch < stop:
             if not _epoch(t, state, bar):
                 continue  # state is saved on validation epochs; a resume replays from there
             if _improved(state):

@@ -2,7 +2,8 @@
 
 ``train(config)`` trains one model per learning rate in ``config.lrs`` (AdamW, cosine schedule,
 MSE loss, or mean relative L2 with ``loss="rel_l2"``, on normalised data, the training examples
-reshuffled every epoch, best-validation checkpoint), picks the learning rate with the lowest
+reshuffled every epoch, best-validation checkpoint; the rates searched by ``search``: each for
+the whole budget, or by successive halving), picks the learning rate with the lowest
 validation error, reports the test error of that model, and writes the run record. Every epoch
 ends with an atomic training-state file, so running the same config again after a kill continues
 where it stopped and ends with the same metrics. A finished run is not repeated: its record is
@@ -20,7 +21,6 @@ every ``CHECK_EVERY_CUDA`` steps and at the end of each epoch).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -37,6 +37,7 @@ from pdefm.train.evaluate import evaluate_checkpoint, evaluate_final
 from pdefm.train.fit import DivergedError, LrResult, train_one_lr
 from pdefm.train.record import RunRecord
 from pdefm.train.run_dir import RecordDraft, finished_record, run_lock
+from pdefm.train.search import best_lr, grid_edge, search_lrs
 from pdefm.train.setup import InitCheckpoint, check_fit, load_init, open_splits, resolve_device
 from pdefm.train.start import Start, score_start
 
@@ -126,17 +127,17 @@ def _train_and_select(config, splits, init, run_dir: Path, device, record: Recor
     if not ok:
         reasons = "; ".join(f"lr {lr:g}: {r.reason}" for lr, r in results.items())
         raise DivergedError(f"every learning rate failed ({reasons})")
-    best_lr = _best_lr(ok)
-    best = ok[best_lr]
-    edge = grid_edge(best_lr, list(results))
+    chosen = best_lr({lr: r.best_val_rel_l2 for lr, r in ok.items()})
+    best = ok[chosen]
+    edge = grid_edge(chosen, list(results))
     record.selected(edge, _budget_record(config, best.plan, best), best.converged)
-    best_dir = run_dir / f"lr-{best_lr:g}" / "best"
+    best_dir = run_dir / f"lr-{chosen:g}" / "best"
     distributed.barrier()  # rank 0 may still be writing the best checkpoint every rank reads
     model, _, norm = load_checkpoint(best_dir, device)
     final = evaluate_final(model, best.cmap, norm, batches)
     _count_scoring(record, model, splits, final.val["n"] + final.test["n"])
-    record.evaluated(best_lr, best.history, final, best.trainable_parameters)
-    _publish(best_dir, run_dir, record, final, best_lr)
+    record.evaluated(chosen, best.history, final, best.trainable_parameters)
+    _publish(best_dir, run_dir, record, final, chosen)
 
 
 def _keep_start(config, start: Start, results, batches, run_dir: Path, record) -> None:
@@ -169,65 +170,17 @@ def _publish(best_dir: Path, run_dir: Path, record: RecordDraft, final, lr) -> N
         _publish_checkpoint(best_dir, run_dir / "checkpoint", metrics)
 
 
-# -- learning-rate search ------------------------------------------------------------------------
-LADDER = (1.0, 3.0)  # learning rates the grid grows by: 1e-4, 3e-4, 1e-3, 3e-3, ...
-
-
 def _search_lrs(
     config: RunConfig, batches: BatchCache, run_dir: Path, init, start: Start | None = None
 ) -> dict[float, LrResult]:
-    """Train every rate of ``config.lrs``; then, up to ``config.lr_extend`` times, while the
-    best rate (on validation) is the largest or smallest rate tried, train the next rate past
-    that edge (``next_lr``). A best rate that did not beat the starting weights (``start``,
-    protocol 2 fine-tuning) is not followed downwards: smaller rates only stay closer to the
-    start, which is already a candidate. Every decision depends only on finished runs, so a
-    resumed run makes the same ones. Returns {lr: result of ``train_one_lr``}."""
-    results: dict[float, LrResult] = {}
-    grid = list(config.lrs)
-    for _ in range(config.lr_extend + 1):
-        for lr in grid:
-            if lr not in results:
-                results[lr] = train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}", init)
-        ok = {lr: r for lr, r in results.items() if r.completed}
-        if not ok:
-            break
-        best = _best_lr(ok)
-        edge = grid_edge(best, list(results))
-        if edge is None:
-            break
-        ups = (True, False) if edge == "both" else (edge == "high",)
-        if start is not None and ok[best].best_val_rel_l2 >= start.val:
-            ups = tuple(up for up in ups if up)
-        grid = [lr for lr in (next_lr(best, up) for up in ups) if lr not in results]
-        if not grid:
-            break
-    return results
+    """The learning-rate search (``search.search_lrs``: the grid and its extension, or
+    successive halving), each rate trained in ``run_dir/lr-X``; {lr: result}."""
+    plan = config.plan(len(batches.splits["train"]))
 
+    def train(lr: float, until: int | None) -> LrResult:
+        return train_one_lr(config, lr, batches, run_dir / f"lr-{lr:g}", init, until)
 
-def _best_lr(ok: dict[float, LrResult]) -> float:
-    """The rate with the lowest best validation error (ties: the smaller rate)."""
-    return min(sorted(ok), key=lambda lr: ok[lr].best_val_rel_l2)
-
-
-def grid_edge(lr: float, tried: list[float]) -> str | None:
-    """Where ``lr`` sits in the rates tried (diverged ones included: a rate that diverged
-    bounds the search): "high", "low", "both" (the only one) or None (inside)."""
-    high, low = lr >= max(tried), lr <= min(tried)
-    if high and low:
-        return "both"
-    return "high" if high else "low" if low else None
-
-
-def next_lr(lr: float, up: bool) -> float:
-    """The next rate past ``lr`` on the ladder 1, 3, 10, 30, ... x 10^k, at least a factor of
-    1.5 away: 3e-3 -> 1e-2 upwards, 1e-3 -> 3e-4 downwards (a factor of about 3; from a rate
-    off the ladder, the nearest ladder rate that far)."""
-    k = math.floor(math.log10(lr)) - 2
-    ladder = [m * 10.0**e for e in range(k, k + 5) for m in LADDER]
-    ladder = [float(f"{x:.12g}") for x in ladder]
-    if up:
-        return min(x for x in ladder if x >= 1.5 * lr * (1 - 1e-9))
-    return max(x for x in ladder if x <= lr / 1.5 * (1 + 1e-9))
+    return search_lrs(config, plan, train, start)
 
 
 def _budget_record(config: RunConfig, plan: FitPlan, best: LrResult | None) -> dict:
