@@ -50,7 +50,8 @@ def size_table(out: Path) -> tuple[str, dict]:
     downstream runs, trained runs, converged ones, edge learning rates, seeds."""
     from pdefm.study.results import load_results
 
-    rows = [r for r in load_results(out) if r.kind == "downstream"]
+    # the savings check's reruns at twice the budget are not the demo's results
+    rows = [r for r in load_results(out) if r.kind == "downstream" and r.check_of is None]
     trained = [r for r in rows if r.method != "zero-shot"]
     counts = {
         "runs": len(rows),

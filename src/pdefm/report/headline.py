@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pdefm.report.names import pretraining_title, row_task_title
-from pdefm.report.savings import AT_MOST, EXACT, monotone, n_to_reach, sig
+from pdefm.report.savings import AT_MOST, EXACT, format_savings, monotone, n_to_reach, sig
 from pdefm.report.savings_check import (
     BUDGET_BOUND,
     INCOMPLETE,
@@ -141,7 +141,17 @@ def _seeds_text(curve: Curve, n: int) -> str:
 
 
 def _budget_text(rows: list[ResultRow]) -> str:
-    """'200 epochs per run', 'up to 400 epochs (patience)', '300 steps per run'."""
+    """'200 epochs per run', 'up to 400 epochs (patience)', '300 steps per run'; runs that
+    kept their starting weights trained their rates but return the start (0 epochs): they
+    are counted apart."""
+    kept = sum(bool(r.start_kept) for r in rows)
+    text = _trained_budget_text([r for r in rows if not r.start_kept])
+    if kept:
+        text += f"; {kept} fine-tuning run(s) kept their starting weights (no rate beat them)"
+    return text
+
+
+def _trained_budget_text(rows: list[ResultRow]) -> str:
     rules = {r.budget_rule or "" for r in rows}
     epochs = sorted({r.epochs for r in rows if r.epochs is not None})
     steps = sorted({r.steps for r in rows if r.steps is not None})
@@ -194,10 +204,10 @@ def _check_text(check: SavingsCheck | None) -> str:
     if check is None:
         return ""
     if check.verdict == SETTLED:
-        s2 = check.doubled["savings"]
+        s2 = format_savings(check.doubled["savings"], check.doubled["relation"])
         return (
-            f" Savings check: settled (at twice the budget the saving is {s2:.3g}x, "
-            f"{check.drift:+.0%})."
+            f" Savings check: settled (with the runs behind it at twice the budget the saving "
+            f"is {s2}x, {check.drift:+.0%})."
         )
     if check.verdict == BUDGET_BOUND:
         return f" Savings check: the saving is {check.text()}, so it is not quoted as a number."
