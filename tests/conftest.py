@@ -97,3 +97,15 @@ def tiny_run(data, out, run_name: str, **kw):
     settings = dict(model="fno-micro", lrs=(1e-3,), epochs=None, steps=2, progress=False,
                     device="cpu")  # fmt: skip
     return train(RunConfig(data=str(data), out=str(out), run_name=run_name, **{**settings, **kw}))
+
+
+def quick_train(data, out, **kw):
+    """``loop.train`` of fno-micro on the CPU without a progress bar into ``out`` (a budget
+    of ``steps`` replaces the default epochs); returns the run record."""
+    from pdefm.train.config import RunConfig
+    from pdefm.train.loop import train
+
+    kw = {"progress": False, "model": "fno-micro", "device": "cpu", **kw}
+    if "steps" in kw:
+        kw["epochs"] = None
+    return train(RunConfig(data=str(data), out=str(out), **kw))

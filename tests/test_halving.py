@@ -4,17 +4,16 @@ anywhere, every budget rule, protocol 2's start, and run ids that do not move.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
+from conftest import quick_train as train
 from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec
 from pdefm.errors import PdefmError
 from pdefm.pdes import GaussianLatticeSource
 from pdefm.study.spec import load_study
-from pdefm.train import fit, loop, search
+from pdefm.train import fit, search
 from pdefm.train.config import RunConfig
 
 WIDE = GaussianLatticeSource(sigma=1 / 8)
@@ -48,15 +47,6 @@ def runs(data, tmp_path_factory) -> dict:
     """The same four rates searched both ways (same data, subset and seed)."""
     out = tmp_path_factory.mktemp("runs")
     return {how: train(data, out, lr_search=how, **KW) for how in ("grid", "halving")}
-
-
-def train(data: str, out: Path, **kw):
-    kw.setdefault("progress", False)
-    kw.setdefault("model", "fno-micro")
-    kw.setdefault("device", "cpu")
-    if "steps" in kw:
-        kw["epochs"] = None
-    return loop.train(RunConfig(data=data, out=str(out), **kw))
 
 
 def test_rungs_are_validation_epochs_halving_the_budget():

@@ -4,14 +4,12 @@ Protocol 1 runs keep their ids and their behaviour."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from conftest import quick_train as train
 from pdefm.data.generate import generate_dataset
 from pdefm.data.spec import GenerationSpec
 from pdefm.pdes import GaussianLatticeSource
-from pdefm.train import loop
 from pdefm.train.checkpoint import load_checkpoint
 from pdefm.train.config import PROTOCOL, RunConfig
 
@@ -29,15 +27,6 @@ def setup(tmp_path_factory) -> tuple[str, str]:
     pre = train(str(root / "data"), root / "runs", lrs=(3e-3,), steps=300, run_name="pre")
     assert pre.completed
     return str(root / "data"), pre["checkpoint"]
-
-
-def train(data: str, out: Path, **kw):
-    kw.setdefault("progress", False)
-    kw.setdefault("model", "fno-micro")
-    kw.setdefault("device", "cpu")
-    if "steps" in kw:
-        kw["epochs"] = None
-    return loop.train(RunConfig(data=data, out=str(out), **kw))
 
 
 def test_a_start_no_rate_beats_is_kept_and_the_grid_never_goes_below_a_losing_rate(setup, tmp_path):

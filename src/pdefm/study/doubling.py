@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
-from pdefm.study.refine import load_refinements
+from pdefm.study.refine import load_refinements, load_reruns, unfinished
 from pdefm.study.runs import Study, StudyRun
 from pdefm.train.record import RunRecord, read_record
 
@@ -29,21 +29,7 @@ FIX = "it is written by `pdefm study run --check-savings`; delete it to forget t
 
 def load_doublings(root: str | Path) -> dict[str, dict]:
     """id -> doubling entry ({id, of, labels, depends, config}), checked."""
-    path = Path(root) / CHECKS
-    if not path.is_file():
-        return {}
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))["runs"]
-        out = {}
-        for e in entries:
-            if not (isinstance(e["id"], str) and isinstance(e["of"], str)):
-                raise TypeError("id and of must be text")
-            if not (isinstance(e["config"], dict) and isinstance(e["labels"], dict)):
-                raise TypeError("config and labels must be objects")
-            out[e["id"]] = e
-        return out
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PdefmError(f"{path} is damaged ({exc}); {FIX}") from None
+    return load_reruns(Path(root) / CHECKS, FIX)
 
 
 def _rate(record: RunRecord) -> float:
@@ -101,12 +87,7 @@ def plan_doublings(study: Study, root: Path, run_ids: set[str]) -> list[StudyRun
         entry = doubling_of(known[rid], record)
         entries.setdefault(entry["id"], entry)
     write_json_atomic(root / CHECKS, {"runs": list(entries.values())})
-    todo = []
-    for e in entries.values():
-        record = read_record(root / "runs" / e["id"] / "record.json")
-        if record is None or not record.finished:
-            todo.append(as_run(e))
-    return todo
+    return unfinished(root, entries, as_run)
 
 
 def as_run(entry: dict) -> StudyRun:

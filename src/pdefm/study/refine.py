@@ -32,7 +32,12 @@ FIX = "it is written by `pdefm study run --refine`; delete it to forget the refi
 
 def load_refinements(root: str | Path) -> dict[str, dict]:
     """id -> refinement entry ({id, of, factor, labels, depends, config}), checked."""
-    path = Path(root) / REFINEMENTS
+    return load_reruns(Path(root) / REFINEMENTS, FIX)
+
+
+def load_reruns(path: Path, fix: str) -> dict[str, dict]:
+    """id -> entry of a file of reruns (refinements, savings-check doublings: each with id,
+    the run it reruns ``of``, labels, depends and config), checked; {} if there is none."""
     if not path.is_file():
         return {}
     try:
@@ -47,7 +52,7 @@ def load_refinements(root: str | Path) -> dict[str, dict]:
             out[e["id"]] = e
         return out
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PdefmError(f"{path} is damaged ({exc}); {FIX}") from None
+        raise PdefmError(f"{path} is damaged ({exc}); {fix}") from None
 
 
 def latest(root: str | Path) -> dict[str, dict]:
@@ -151,6 +156,11 @@ def plan_refinements(study: Study, root: Path, factor: int) -> list[StudyRun]:
             entry = refinement_of(current, record, factor)
             entries.setdefault(entry["id"], entry)
     write_json_atomic(root / REFINEMENTS, {"runs": list(entries.values())})
+    return unfinished(root, entries, as_run)
+
+
+def unfinished(root: Path, entries: dict[str, dict], as_run) -> list[StudyRun]:
+    """The reruns among ``entries`` whose run has no finished record, as study runs."""
     todo = []
     for e in entries.values():
         record = read_record(root / "runs" / e["id"] / "record.json")
