@@ -231,3 +231,23 @@ def test_a_table_without_pretrain_seed_writes_back_unchanged(tmp_path):
     again = io.StringIO()
     write_rows([back], again)
     assert again.getvalue() == old.getvalue()
+
+
+def test_a_record_gives_the_audit_columns():
+    from pdefm.study.results import _audit_columns
+    from pdefm.train.record import RunRecord
+
+    record = RunRecord({
+        "status": "completed", "protocol": 2, "device": "cpu", "start_kept": False,
+        "config": {"loss": "rel_l2"}, "start": {"val_rel_l2": 0.061},
+        "per_lr": {"0.001": {"best_val_rel_l2": 0.0533}, "0.003": {"best_val_rel_l2": 0.0512}},
+        "test": {"rel_l2": 0.05, "per_output": {"u": 0.04, "v": 0.06}},
+        "compute": {"flops": 1.5e12, "cpu_s": 40.5, "wall_s": 21.0},
+    })  # fmt: skip
+    cols = _audit_columns(record)
+    assert cols["val_by_lr"] == "start:0.061 0.001:0.0533 0.003:0.0512"
+    assert cols["test_per_output"] == "u:0.04 v:0.06" and cols["loss"] == "rel_l2"
+    assert (cols["flops"], cols["core_s"], cols["device"]) == (1.5e12, 40.5, "cpu")
+    assert (cols["protocol"], cols["start_kept"]) == (2, False)
+    old = _audit_columns(RunRecord({"status": "completed", "config": {}}))  # before protocol 2
+    assert (old["protocol"], old["loss"], old["flops"], old["core_s"]) == (1, "mse", None, None)
