@@ -192,3 +192,12 @@ def test_two_matching_pretraining_datasets_give_no_p():
     pairs, stages = tables(rows)
     assert stages[pairs[0][0].key].ops is None
     assert {r[4] for r in break_even_rows(pairs, stages)} == {AMBIGUOUS, "-"}
+
+
+def test_with_the_stage_column_a_curve_takes_its_own_stages_runs():
+    """Tables with ``stage`` need no guess: another stage on the same data is not counted."""
+    rows = [r for r in study() if r.kind != "pretrain"]
+    rows += [pre_row(s, f, stage="pre_stage") for s, f in enumerate((0.8e12, 1.2e12))]
+    rows += [pre_row(9, 5e13, stage="longer", run_id="longer")]  # same model, data and range
+    pairs, stages = tables(rows)
+    assert stages[pairs[0][0].key].ops == pytest.approx(1e12)

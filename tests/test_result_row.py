@@ -38,7 +38,7 @@ def cells(**kw) -> dict:
         test_residual=0.31, pretrain_low=1.0, pretrain_high=5.0, wall_time_s=12.5,
         shared_range=False, pretrain_seed=0, protocol=2, loss="rel_l2", start_kept=False,
         val_by_lr="start:0.061 0.001:0.0533 0.003:0.0512 0.01:0.0544", test_per_output=None,
-        flops=1.5e12, core_s=40.5, device="cpu", check_of=None,
+        flops=1.5e12, core_s=40.5, device="cpu", check_of=None, stage=None,
     )  # fmt: skip
     base.update(kw)
     return base

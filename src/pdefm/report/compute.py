@@ -109,10 +109,13 @@ def pretrain_rows(rows: Sequence[ResultRow]) -> list[ResultRow]:
 
 
 def stage_runs(pre: Sequence[ResultRow], ft: Curve) -> list[ResultRow]:
-    """The pre-training runs behind a fine-tune curve. Rows do not name their stage, so a run
-    matches when it pre-trained the curve's model on data of the curve's init family and range
-    (a mixture has no range). Runs on two different datasets may match (``stage_cost`` then
-    gives no P rather than one averaged over two stages)."""
+    """The pre-training runs behind a fine-tune curve: those of its init stage (the ``stage``
+    column). Tables written before that column: a run matches when it pre-trained the
+    curve's model on data of the curve's init family and range (a mixture has no range), and
+    runs on two different datasets may match (``stage_cost`` then gives no P rather than one
+    averaged over two stages)."""
+    if any(p.stage is not None for p in pre):
+        return [p for p in pre if p.stage == ft.key.init]
     first = ft.rows[0]
     runs = [
         p

@@ -123,6 +123,7 @@ def _row(run: dict, record: RunRecord | None, stages: dict, params: dict, factor
         pretrain_seed=_pretrain_seed(run["kind"], labels),
         **_audit_columns(record),
         check_of=labels.get("check_of"),
+        stage=labels.get("stage") if run["kind"] == "pretrain" else None,
     )
 
 

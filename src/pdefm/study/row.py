@@ -43,7 +43,7 @@ PROTOCOL_COLUMNS = (
 #: Columns added after the first tables were written: None when a table lacks them.
 LATER_COLUMNS = (
     "shared_range", "pretrain_seed", "protocol", "loss", "start_kept", "val_by_lr",
-    "test_per_output", "flops", "core_s", "device", "check_of",
+    "test_per_output", "flops", "core_s", "device", "check_of", "stage",
 )  # fmt: skip
 #: Text columns whose empty cell in results.csv is the text "" rather than None: the results
 #: store writes "" there for "no parameter name", "no rate tried", "not at an edge", "no rule".
@@ -111,6 +111,8 @@ class ResultRow(Mapping):
     device: str | None = None  # where it ran: "cpu", "cuda:0", ...
     # the run this one reruns at twice the budget for the savings check (None: a study run)
     check_of: str | None = None
+    # a pre-training run's stage (the name downstream rows give as their init; None there)
+    stage: str | None = None
 
     def __post_init__(self) -> None:
         for name, (base, optional) in _TYPES.items():
