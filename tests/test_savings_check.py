@@ -202,6 +202,11 @@ def test_check_savings_reruns_what_the_factors_rest_on_and_prints_the_verdicts(t
     # asked again: nothing new to run
     assert main([*argv, "--check-savings"]) == 0
     assert load_doublings(root).keys() == entries.keys()
+    capsys.readouterr()
+    assert main(["study", "status", str(root)]) == 0
+    status = capsys.readouterr().out
+    assert f"{len(before)} training/evaluation runs: {len(before)} completed" in status
+    assert f"(--check-savings): {len(entries)}: {len(entries)} completed" in status
     # the report shows each factor at both budgets with its verdict
     assert main(["report", str(root)]) == 0
     md = (root / "report" / "report.md").read_text()

@@ -65,7 +65,8 @@ def add_study(sub) -> None:
     run.set_defaults(run=_run_study_run)
     status = verbs.add_parser(
         "status",
-        help="summarise a study directory: runs by state, and refinements by budget and state",
+        help="summarise a study directory: runs by state, refinements by budget and state, "
+        "and the savings check's reruns",
     )
     status.add_argument("directory", help="study directory (holds plan.json)")
     status.set_defaults(run=_run_study_status)
@@ -210,10 +211,11 @@ def _print_verdicts(root, scope: str = "all") -> None:
 
 
 def _run_study_status(args: argparse.Namespace) -> int:
+    from pdefm.study.doubling import doubling_progress
     from pdefm.study.refine import refinement_progress
     from pdefm.study.results import load_results
 
-    rows = load_results(args.directory)
+    rows = [r for r in load_results(args.directory) if r.check_of is None]  # counted below
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
@@ -225,6 +227,12 @@ def _run_study_status(args: argparse.Namespace) -> int:
         print(
             f"  refinements at budget x {factor} (--refine): {sum(by_status.values())}: "
             + ", ".join(f"{v} {k}" for k, v in sorted(by_status.items()))
+        )
+    checks = doubling_progress(args.directory)
+    if checks:
+        print(
+            f"  savings-check reruns at twice the budget (--check-savings): "
+            f"{sum(checks.values())}: " + ", ".join(f"{v} {k}" for k, v in checks.items())
         )
     return 0
 

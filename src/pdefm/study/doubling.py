@@ -96,3 +96,15 @@ def as_run(entry: dict) -> StudyRun:
     return StudyRun(
         entry["id"], "downstream", labels, tuple(entry["depends"]), config=entry["config"]
     )
+
+
+def doubling_progress(root: str | Path) -> dict[str, int]:
+    """{status: count} over the savings check's reruns listed in ``root``: "completed",
+    "failed", "running" (a record says so) or "todo" (none yet)."""
+    root = Path(root)
+    counts: dict[str, int] = {}
+    for entry in load_doublings(root).values():
+        record = read_record(root / "runs" / entry["id"] / "record.json")
+        status = "todo" if record is None else record.status
+        counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items()))
