@@ -164,18 +164,13 @@ def per_size(curve: Curve, column: str) -> dict[int, float | None]:
 
 
 def loglog(xs: Sequence[float], ys: Sequence[float], at: float) -> float | None:
-    """y at x = ``at`` between the two points that bracket it, log y linear in log x:
-    log y = log y_j + (log at - log x_j) (log y_j+1 - log y_j) / (log x_j+1 - log x_j).
-    None when ``at`` lies outside the points (no extrapolation)."""
+    """y at x = ``at`` between the two points that bracket it, log y linear in log x
+    (``np.interp`` in log-log). None when ``at`` lies outside the points (no extrapolation)."""
     order = np.argsort(xs)
     x, y = np.asarray(xs, float)[order], np.asarray(ys, float)[order]
     if x.size == 0 or not x[0] <= at <= x[-1]:
         return None
-    j = int(np.searchsorted(x, at, side="left"))
-    if x[j] == at:
-        return float(y[j])
-    t = (math.log(at) - math.log(x[j - 1])) / (math.log(x[j]) - math.log(x[j - 1]))
-    return float(math.exp(math.log(y[j - 1]) + t * (math.log(y[j]) - math.log(y[j - 1]))))
+    return float(np.exp(np.interp(math.log(at), np.log(x), np.log(y))))
 
 
 def cost_at(curve: Curve, column: str, n: float) -> float | None:

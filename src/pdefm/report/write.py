@@ -75,13 +75,14 @@ def _target_note(target: float, zero_shot: float | None) -> str:
     return ""
 
 
-def _savings_rows(savings, curves, doubled) -> list[list[str]]:
-    """Rows of the savings table: each factor as the savings check lets it be printed (one
-    number only when settled), S at twice the budget, the drift and the verdict."""
+def _savings_rows(savings, curves) -> list[list[str]]:
+    """Rows of the savings table (``_checked`` entries): each factor as the savings check lets
+    it be printed (one number only when settled), S at twice the budget, drift and verdict."""
     out, tasks = [], by_task(curves)
     for ft, sc, res in savings:
         zero_shot = zero_shot_of(tasks[ft.key.task], ft.key)
-        for r, check in zip(res, check_savings(ft, sc, doubled), strict=True):
+        for r in res:
+            check = r["check"]
             n_s = _n_text(r["n_scratch"], r["scratch_found"])
             n_f = _n_text(r["n_finetune"], r["finetune_found"])
             target = f"{r['target']:.4g}"
@@ -97,12 +98,18 @@ def _savings_rows(savings, curves, doubled) -> list[list[str]]:
 
 
 def _checked(savings, doubled) -> list:
-    """``savings_by_curve`` entries with each factor's savings-check verdict and S(2B)."""
+    """``savings_by_curve`` entries with each factor's savings check (``check``), computed
+    once for the table and the figure, and its verdict and S(2B) for the figure."""
     out = []
     for ft, sc, res in savings:
         checks = check_savings(ft, sc, doubled)
         res = [
-            {**r, "verdict": c.verdict, "savings_2b": c.doubled and c.doubled["savings"]}
+            {
+                **r,
+                "check": c,
+                "verdict": c.verdict,
+                "savings_2b": c.doubled and c.doubled["savings"],
+            }  # fmt: skip
             for r, c in zip(res, checks, strict=True)
         ]
         out.append((ft, sc, res))
@@ -186,7 +193,7 @@ def _curve_sections(curves, out: Path, doubled: dict) -> tuple[list, list]:
     b += [("h2", "Data savings"), ("p", SAVINGS_NOTE)]
     header = ["task", "fine-tune", "model", "target", "N scratch", "N fine-tune", "savings"]
     header += ["S(2B)", "drift", "verdict", "note"]
-    b.append(("table", header, _savings_rows(savings, curves, doubled)))
+    b.append(("table", header, _savings_rows(savings, curves)))
     f2 = _figure_or_note(
         b,
         bool(savings),

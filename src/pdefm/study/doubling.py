@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 from pdefm.data.io import write_json_atomic
 from pdefm.errors import PdefmError
-from pdefm.study.refine import load_refinements, load_reruns, unfinished
+from pdefm.study.refine import load_refinements, load_reruns, rerun_status, unfinished
 from pdefm.study.runs import Study, StudyRun
 from pdefm.train.record import RunRecord, read_record
 
@@ -80,13 +81,17 @@ def plan_doublings(study: Study, root: Path, run_ids: set[str]) -> list[StudyRun
     entries = load_doublings(root)
     known = _known_runs(study, root)
     doubled = {e["of"] for e in entries.values()}
+    added = False
     for rid in sorted(run_ids - doubled):
         record = read_record(root / "runs" / rid / "record.json")
         if rid not in known or record is None or not record.completed:
             continue
         entry = doubling_of(known[rid], record)
-        entries.setdefault(entry["id"], entry)
-    write_json_atomic(root / CHECKS, {"runs": list(entries.values())})
+        if entry["id"] not in entries:
+            entries[entry["id"]] = entry
+            added = True
+    if added:  # a check with nothing new to rerun (the demo's second call) writes nothing
+        write_json_atomic(root / CHECKS, {"runs": list(entries.values())})
     return unfinished(root, entries, as_run)
 
 
@@ -102,9 +107,5 @@ def doubling_progress(root: str | Path) -> dict[str, int]:
     """{status: count} over the savings check's reruns listed in ``root``: "completed",
     "failed", "running" (a record says so) or "todo" (none yet)."""
     root = Path(root)
-    counts: dict[str, int] = {}
-    for entry in load_doublings(root).values():
-        record = read_record(root / "runs" / entry["id"] / "record.json")
-        status = "todo" if record is None else record.status
-        counts[status] = counts.get(status, 0) + 1
-    return dict(sorted(counts.items()))
+    statuses = [rerun_status(root, e) for e in load_doublings(root).values()]
+    return dict(sorted(Counter(statuses).items()))

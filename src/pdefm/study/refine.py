@@ -86,8 +86,7 @@ def refinement_progress(root: str | Path) -> dict[int, dict[str, int]]:
     root = Path(root)
     out: dict[int, dict[str, int]] = {}
     for entry in load_refinements(root).values():
-        record = read_record(root / "runs" / entry["id"] / "record.json")
-        status = "todo" if record is None else record.status
+        status = rerun_status(root, entry)
         counts = out.setdefault(entry["factor"], {})
         counts[status] = counts.get(status, 0) + 1
     return dict(sorted(out.items()))
@@ -159,14 +158,16 @@ def plan_refinements(study: Study, root: Path, factor: int) -> list[StudyRun]:
     return unfinished(root, entries, as_run)
 
 
+def rerun_status(root: Path, entry: dict) -> str:
+    """A rerun's state: its record's status ("completed", "failed", "running": started,
+    maybe interrupted) or "todo" (no record yet)."""
+    record = read_record(root / "runs" / entry["id"] / "record.json")
+    return "todo" if record is None else record.status
+
+
 def unfinished(root: Path, entries: dict[str, dict], as_run) -> list[StudyRun]:
     """The reruns among ``entries`` whose run has no finished record, as study runs."""
-    todo = []
-    for e in entries.values():
-        record = read_record(root / "runs" / e["id"] / "record.json")
-        if record is None or not record.finished:
-            todo.append(as_run(e))
-    return todo
+    return [as_run(e) for e in entries.values() if rerun_status(root, e) in ("todo", "running")]
 
 
 def as_run(entry: dict) -> StudyRun:

@@ -95,7 +95,7 @@ def run_study(
     downstream run (budget-limited, or with its learning rate at the edge of those tried)
     with its budget multiplied by ``refine`` (see ``pdefm.study.refine``); the report then
     uses the refined results. ``check_savings`` (given root, the ids of the runs the
-    study's savings factors rest on; ``pdefm.report.savings_check`` decides them): then rerun
+    study's savings factors rest on; ``pdefm.report.analysis.study_runs_to_double``): then rerun
     each of those runs with twice the budget (``pdefm.study.doubling``), and again for runs a
     moved crossing needs, up to ``CHECK_ROUNDS`` times.
 
